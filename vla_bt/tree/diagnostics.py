@@ -1,0 +1,78 @@
+"""Positions in source files and the errors that point at them.
+
+Every complaint about a tree names ``FILE:LINE:COL`` (1-based), says what was
+expected and, where it can, suggests the nearest valid name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from rapidfuzz import process
+from rapidfuzz.distance import Levenshtein
+
+
+@dataclass(frozen=True, order=True)
+class Mark:
+    """A position in a source file.
+
+    Args:
+        file: the path as the user gave it (or as derived from an include)
+        line: 1-based line number
+        col: 1-based column number
+    """
+
+    file: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    """One error in a tree document: where, and what is wrong."""
+
+    mark: Mark
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.mark}: {self.message}"
+
+
+class TreeError(Exception):
+    """A tree document (or one it includes) is invalid.
+
+    Args:
+        diagnostics: every error found, in file order
+
+    Example:
+        >>> try:
+        ...     load_tree("trees/broken.yaml")
+        ... except TreeError as error:
+        ...     print(error)   # one "FILE:LINE:COL: message" per line
+    """
+
+    def __init__(self, diagnostics: Iterable[Diagnostic]):
+        self.diagnostics = sorted(set(diagnostics))
+        super().__init__("\n".join(str(d) for d in self.diagnostics))
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return ``" (did you mean 'X'?)"`` for the closest choice, or ``""``.
+
+    Uses a normalised edit distance so that typos ("Navigat", "navigate")
+    are caught while unrelated names are not suggested.
+    """
+    choices = list(choices)
+    if not choices or not isinstance(word, str):
+        return ""
+    best = process.extractOne(
+        word.lower(),
+        {c: c.lower() for c in choices},
+        scorer=Levenshtein.normalized_similarity,
+        score_cutoff=0.5,
+    )
+    return f" (did you mean '{best[2]}'?)" if best else ""
