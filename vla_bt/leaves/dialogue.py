@@ -9,7 +9,7 @@ import py_trees
 
 from vla_bt import blackboard as keys
 from vla_bt.speech import UtteranceSource
-from vla_bt.tree.declared import Leaf, Param, ParamUnavailable
+from vla_bt.tree.declared import Leaf, Param, ParamUnavailableError
 
 Status = py_trees.common.Status
 
@@ -92,7 +92,7 @@ class Say(Leaf):
     def update(self) -> Status:
         try:
             text = str(self.param("text"))
-        except ParamUnavailable as exc:
+        except ParamUnavailableError as exc:
             self.feedback_message = str(exc)
             return Status.FAILURE
         keys.append_turn(self.blackboard, "robot", text)

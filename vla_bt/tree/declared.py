@@ -24,7 +24,7 @@ import py_trees
 from .params import REQUIRED, BlackboardRef, Param
 
 
-class ParamUnavailable(LookupError):
+class ParamUnavailableError(LookupError):
     """A parameter remapped to a blackboard key that holds no value yet."""
 
 
@@ -64,12 +64,12 @@ class Declared:
         """The value of a parameter, read from the blackboard if it was remapped.
 
         Raises:
-            ParamUnavailable: the remapped blackboard key holds no value
+            ParamUnavailableError: the remapped blackboard key holds no value
         """
         value = self.params[name]
         if isinstance(value, BlackboardRef):
             if not self.blackboard.exists(value.key):
-                raise ParamUnavailable(f"parameter '{name}': blackboard key {value.key} is not set")
+                raise ParamUnavailableError(f"parameter '{name}': blackboard key {value.key} is not set")
             return self.blackboard.get(value.key)
         return value
 
@@ -114,4 +114,4 @@ class NotYetImplemented(Leaf):
 
 
 __all__ = ["REQUIRED", "BlackboardRef", "Declared", "DeclaredDecorator", "Leaf",
-           "NotYetImplemented", "Param", "ParamUnavailable"]
+           "NotYetImplemented", "Param", "ParamUnavailableError"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -161,8 +161,8 @@ class TreeLoader:
             return None
         for key in data:
             if key not in DOCUMENT_KEYS:
-                self._error(data.key_at(key), f"unknown top-level key '{key}'"
-                            + (did_you_mean(str(key), DOCUMENT_KEYS) or f" (expected one of {', '.join(DOCUMENT_KEYS)})"))
+                hint = did_you_mean(str(key), DOCUMENT_KEYS) or f" (expected one of {', '.join(DOCUMENT_KEYS)})"
+                self._error(data.key_at(key), f"unknown top-level key '{key}'{hint}")
         if "version" not in data:
             self._error(data.mark, f"missing 'version' (expected 'version: {VERSION}')")
         elif data["version"] != VERSION or isinstance(data["version"], bool):

@@ -1,0 +1,222 @@
+"""The ``vla-bt`` command line (DESIGN §6).
+
+Exit codes: 0 success, 1 failure (or invalid trees for ``validate``),
+2 bad input (invalid tree, bad arguments, unreadable file), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich_argparse import RawDescriptionRichHelpFormatter
+
+from vla_bt import __version__
+from vla_bt.config import config_dir, load_registry_config
+from vla_bt.tree.diagnostics import TreeError
+from vla_bt.tree.loader import TreeLoader
+from vla_bt.tree.registry import NodeSpec, Registry
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+EXAMPLES = """examples:
+  vla-bt run trees/hello.yaml --say "hello robot"
+  vla-bt validate trees/*.yaml
+  vla-bt render trees/fetch_object.yaml -o fetch_object.svg
+  vla-bt nodes --json
+"""
+
+
+class BadInputError(Exception):
+    """Input the user can fix; printed without a traceback, exit 2."""
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vla-bt", description="Run, check and draw YAML behaviour trees that put a language model "
+                                   "in charge of a robot, safely.",
+        epilog=EXAMPLES, formatter_class=RawDescriptionRichHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"vla-bt {__version__}")
+    parser.add_argument("--config", metavar="DIR", help="configuration directory (default: ./config)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_text, description=help_text,
+                                   formatter_class=RawDescriptionRichHelpFormatter)
+
+    run = command("run", "Run a tree until it succeeds, fails or time runs out.")
+    run.add_argument("tree", metavar="TREE.yaml")
+    run.add_argument("--say", action="append", default=None, metavar="TEXT",
+                     help="the next utterance Listen receives (repeat for several turns)")
+    run.add_argument("--json", action="store_true", help="print one JSON object at the end, nothing else")
+    run.add_argument("--max-seconds", type=_positive, metavar="S", help="stop after S seconds")
+    run.add_argument("--rate", type=_positive, default=10.0, metavar="HZ", help="tick rate (default 10)")
+
+    validate = command("validate", "Check trees; exit 0 when all are valid, 1 otherwise.")
+    validate.add_argument("trees", nargs="+", metavar="TREE.yaml")
+
+    render = command("render", "Draw a tree to SVG, PNG or DOT with Graphviz.")
+    render.add_argument("tree", metavar="TREE.yaml")
+    render.add_argument("-o", "--output", required=True, metavar="OUT.{svg,png,dot}")
+    render.add_argument("-b", "--with-blackboard", action="store_true",
+                        help="also draw the blackboard keys each node reads and writes")
+
+    nodes = command("nodes", "List every registered node type with its parameters.")
+    nodes.add_argument("--json", action="store_true", help="machine-readable output")
+
+    schema = command("schema", "Write the JSON Schema of the tree format (for editors).")
+    schema.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vla-bt`` command."""
+    args = build_parser().parse_args(argv)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        registry = _registry(args.config)
+        handler = {"run": cmd_run, "validate": cmd_validate, "render": cmd_render,
+                   "nodes": cmd_nodes, "schema": cmd_schema}[args.command]
+        return handler(args, registry)
+    except TreeError as error:
+        for diagnostic in error.diagnostics:
+            err.print(f"[red]error[/]: {escape(str(diagnostic))}")
+        return EXIT_BAD_INPUT
+    except BadInputError as error:
+        err.print(f"[red]error[/]: {escape(str(error))}")
+        return EXIT_BAD_INPUT
+
+
+def _registry(config: str | None) -> Registry:
+    settings = load_registry_config(config_dir(config))
+    return Registry.default(import_allowlist=settings.import_allowlist)
+
+
+def _existing(path: str) -> Path:
+    if not Path(path).is_file():
+        raise BadInputError(f"{path}: file not found")
+    return Path(path)
+
+
+# -- commands --------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
+    from vla_bt.speech import ConsoleUtterances, ScriptedUtterances
+    from vla_bt.tree.runner import Runner
+    from vla_bt.viz.console import ConsoleView
+
+    loaded = TreeLoader(registry).load(_existing(args.tree))
+    utterances = ScriptedUtterances(args.say) if args.say is not None else ConsoleUtterances()
+    runner = Runner(loaded, rate_hz=args.rate, max_seconds=args.max_seconds,
+                    setup_kwargs={"utterances": utterances})
+    out = Console(highlight=False, soft_wrap=True)
+    with runner.signals():
+        if args.json:
+            result = runner.run()
+        else:
+            with ConsoleView(loaded.root, out) as view:
+                loaded.tree.add_post_tick_handler(view.post_tick)
+                result = runner.run()
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        style = {"SUCCESS": "green", "FAILURE": "red"}.get(result.status, "yellow")
+        out.print(f"[bold {style}]{result.status}[/] {escape(result.reason)} "
+                  f"[dim]({result.ticks} ticks, {result.seconds:.2f} s)[/]")
+    return result.exit_code
+
+
+def cmd_validate(args: argparse.Namespace, registry: Registry) -> int:
+    out, err = Console(highlight=False, soft_wrap=True), Console(stderr=True, highlight=False, soft_wrap=True)
+    loader = TreeLoader(registry)
+    invalid = 0
+    for path in args.trees:
+        diagnostics = loader.check(path)
+        for diagnostic in diagnostics:
+            err.print(f"[red]error[/]: {escape(str(diagnostic))}")
+        if diagnostics:
+            invalid += 1
+        else:
+            out.print(f"[green]valid[/]: {escape(path)}")
+    if invalid:
+        err.print(f"{invalid} of {len(args.trees)} tree file(s) invalid")
+    return EXIT_FAILURE if invalid else EXIT_OK
+
+
+def cmd_render(args: argparse.Namespace, registry: Registry) -> int:
+    from vla_bt.viz.render import RenderError, render
+
+    loaded = TreeLoader(registry).load(_existing(args.tree))
+    try:
+        written = render(loaded.root, args.output, with_blackboard=args.with_blackboard)
+    except RenderError as error:
+        raise BadInputError(str(error)) from None
+    Console(highlight=False, soft_wrap=True).print(f"wrote {written}")
+    return EXIT_OK
+
+
+def node_info(spec: NodeSpec) -> dict[str, Any]:
+    """A registered node type as plain data (``vla-bt nodes --json``)."""
+    params = {}
+    for name, p in spec.params.items():
+        entry: dict[str, Any] = {"type": p.describe_type(), "schema": dict(p.schema), "required": p.required,
+                                 "description": p.description, "blackboard_remap": p.runtime}
+        if not p.required:
+            entry["default"] = p.default if isinstance(p.default, (bool, int, float, str, type(None))) \
+                else repr(p.default)
+        params[name] = entry
+    return {"name": spec.name, "kind": spec.kind, "description": spec.description, "origin": spec.origin,
+            "params": params, "reads": list(spec.reads), "writes": list(spec.writes)}
+
+
+def cmd_nodes(args: argparse.Namespace, registry: Registry) -> int:
+    infos = [node_info(s) for s in registry.specs()]
+    if args.json:
+        print(json.dumps({"nodes": infos, "plugin_errors": registry.plugin_errors}, indent=2))
+        return EXIT_OK
+    table = Table(title="Registered node types", show_lines=False)
+    for column in ("type", "kind", "parameters", "origin", "description"):
+        table.add_column(column)
+    for info in infos:
+        params = ", ".join(f"{n}{'' if p['required'] else '?'}: {p['type']}" for n, p in info["params"].items())
+        table.add_row(info["name"], info["kind"], escape(params), info["origin"], escape(info["description"]))
+    out = Console()
+    out.print(table)
+    for name, problem in registry.plugin_errors.items():
+        out.print(f"[red]plugin node {name} unavailable[/]: {escape(problem)}")
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace, registry: Registry) -> int:
+    from vla_bt.tree.schema import tree_schema
+
+    text = json.dumps(tree_schema(registry), indent=2) + "\n"
+    if args.output:
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise BadInputError(f"{args.output}: cannot write: {exc.strerror or exc}") from None
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""The tick loop: set a tree up, tick it until it finishes, shut it down cleanly.
+
+Ticks come at a fixed rate, and earlier when something calls ``wake()``
+(a stream event, a hazard), so that events are acted on within milliseconds
+rather than at the next period. Interruption (Ctrl-C, SIGTERM, a time limit)
+stops the tree through py_trees' ``interrupt()``, which calls ``terminate()``
+on every running behaviour, before the tree is shut down.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import py_trees
+
+from vla_bt import blackboard as keys
+
+from .loader import LoadedTree
+
+Status = py_trees.common.Status
+DEFAULT_RATE_HZ = 10.0
+
+
+@dataclass
+class RunResult:
+    """How a run ended (``vla-bt run --json`` prints this).
+
+    Args:
+        status: ``SUCCESS``, ``FAILURE`` or ``RUNNING`` (stopped before finishing)
+        reason: why, in words (the failing node's message, the time limit, an interrupt)
+        interrupted: stopped by a signal
+    """
+
+    status: str
+    reason: str
+    interrupted: bool = False
+    ticks: int = 0
+    seconds: float = 0.0
+    steps: list[Any] = field(default_factory=list)
+    commands: list[Any] = field(default_factory=list)
+    trips: list[Any] = field(default_factory=list)
+    dialogue: list[Any] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "reason": self.reason, "steps": self.steps,
+                "commands": self.commands, "trips": self.trips, "dialogue": self.dialogue}
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 0 if self.status == "SUCCESS" else 1
+
+
+class Runner:
+    """Ticks a loaded tree.
+
+    Args:
+        loaded: the tree and its document
+        rate_hz: ticks per second when nothing wakes the tree earlier
+        max_seconds: stop (status RUNNING) after this long; ``None`` for no limit
+        setup_timeout: seconds allowed for ``setup()`` of every behaviour
+        setup_kwargs: handed to every behaviour's ``setup(**kwargs)`` (e.g. ``utterances``)
+
+    Example:
+        >>> runner = Runner(load_tree("trees/hello.yaml"), setup_kwargs={"utterances": ScriptedUtterances(["hi"])})
+        >>> runner.run().status
+        'SUCCESS'
+    """
+
+    def __init__(self, loaded: LoadedTree, rate_hz: float = DEFAULT_RATE_HZ, max_seconds: float | None = None,
+                 setup_timeout: float = 15.0, setup_kwargs: dict[str, Any] | None = None):
+        if rate_hz <= 0:
+            raise ValueError("rate_hz must be positive")
+        self.loaded = loaded
+        self.tree = loaded.tree
+        self.period = 1.0 / rate_hz
+        self.max_seconds = max_seconds
+        self.setup_timeout = setup_timeout
+        self.setup_kwargs = dict(setup_kwargs or {})
+        self._wake = threading.Event()
+        self._stop_reason: str | None = None
+        self._interrupted = False
+        self.shutdown_hooks: list[Callable[[], None]] = []
+
+    # -- control from other threads or signal handlers -----------------------------
+
+    def wake(self) -> None:
+        """Tick as soon as possible instead of waiting for the period (thread-safe)."""
+        self._wake.set()
+
+    def request_stop(self, reason: str, interrupted: bool = False) -> None:
+        """Stop after the current tick (thread-safe, signal-safe)."""
+        self._stop_reason = reason
+        self._interrupted = self._interrupted or interrupted
+        self._wake.set()
+
+    # -- the loop ---------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        """Set up, tick until the root finishes or a stop is requested, then shut down."""
+        started = time.monotonic()
+        self.loaded.apply_blackboard()
+        self.tree.setup(timeout=self.setup_timeout, **self.setup_kwargs)
+        try:
+            while True:
+                self._wake.clear()
+                self.tree.tick()
+                if self.tree.root.status in (Status.SUCCESS, Status.FAILURE) or self._stop_reason:
+                    break
+                if self.max_seconds is not None and time.monotonic() - started >= self.max_seconds:
+                    self._stop_reason = f"time limit of {self.max_seconds:g} s reached"
+                    break
+                self._wake.wait(self.period)
+        except KeyboardInterrupt:
+            self._stop_reason, self._interrupted = "interrupted", True
+        finally:
+            status = self.tree.root.status
+            reason = self._stop_reason or explain(self.tree.root)
+            if status == Status.RUNNING or self._stop_reason:
+                self.tree.interrupt()  # terminate() every running behaviour
+            for hook in self.shutdown_hooks:
+                hook()
+            self.tree.shutdown()
+        final = status.name if status in (Status.SUCCESS, Status.FAILURE) and not self._stop_reason else "RUNNING"
+        return RunResult(
+            status=final, reason=reason, interrupted=self._interrupted, ticks=self.tree.count,
+            seconds=time.monotonic() - started,
+            steps=list(keys.read(keys.PLAN_STEPS, []) or []),
+            dialogue=list(keys.read(keys.DIALOGUE_HISTORY, []) or []),
+        )
+
+    @contextmanager
+    def signals(self) -> Iterator[None]:
+        """Turn SIGINT and SIGTERM into a clean stop while the block runs (main thread only)."""
+        def handler(signum: int, _frame: Any) -> None:
+            self.request_stop(f"interrupted by {signal.Signals(signum).name}", interrupted=True)
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+def explain(root: py_trees.behaviour.Behaviour) -> str:
+    """Why the tree is in its state: the message of the deepest node that decided it."""
+    if root.status == Status.SUCCESS:
+        return root.feedback_message or "completed"
+    failed = [b for b in root.iterate() if b.status == Status.FAILURE and b.feedback_message]
+    if failed:
+        node = failed[-1]
+        return f"{node.name}: {node.feedback_message}"
+    tip = root.tip()
+    if tip is not None and tip.feedback_message:
+        return f"{tip.name}: {tip.feedback_message}"
+    return f"{root.name} ended with {root.status.name}"
