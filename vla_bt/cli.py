@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     nodes = command("nodes", "List every registered node type with its parameters.")
     nodes.add_argument("--json", action="store_true", help="machine-readable output")
+    nodes.add_argument("--markdown", action="store_true", help="the node reference as Markdown")
 
     schema = command("schema", "Write the JSON Schema of the tree format (for editors).")
     schema.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
@@ -188,6 +189,11 @@ def node_info(spec: NodeSpec) -> dict[str, Any]:
 
 def cmd_nodes(args: argparse.Namespace, registry: Registry) -> int:
     infos = [node_info(s) for s in registry.specs()]
+    if args.markdown:
+        from vla_bt.tree.reference import node_reference
+
+        sys.stdout.write(node_reference(registry))
+        return EXIT_OK
     if args.json:
         print(json.dumps({"nodes": infos, "plugin_errors": registry.plugin_errors}, indent=2))
         return EXIT_OK
