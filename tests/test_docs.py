@@ -16,7 +16,7 @@ from vla_bt.tree.registry import Registry
 from vla_bt.tree.schema import tree_schema
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
+DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 YAML_BLOCK = re.compile(r"```yaml\n(.*?)```", re.S)
 
 
