@@ -62,3 +62,6 @@ def append_turn(client: py_trees.blackboard.Client, role: Literal["user", "robot
 def read(key: str, default: object = None) -> object:
     """Read any key without a client (for the runner and reports, not for behaviours)."""
     return py_trees.blackboard.Blackboard.get(key) if py_trees.blackboard.Blackboard.exists(key) else default
+
+LLM_TOOL_RESULTS = "/llm/tool_results"
+"""Outputs of tool calls (validated, refused, done) to return to the model with the next turn."""

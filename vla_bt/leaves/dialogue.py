@@ -86,8 +86,9 @@ class Say(Leaf):
     """
 
     DESCRIPTION = "Say something to the user (a robot turn in the dialogue)."
-    PARAMS = {"text": Param({"type": "string"}, "what to say")}
+    PARAMS = {"text": Param({"type": "string", "minLength": 1, "maxLength": 2000}, "what to say")}
     WRITES = (keys.DIALOGUE_HISTORY,)
+    TOOL = "say"
 
     def update(self) -> Status:
         try:

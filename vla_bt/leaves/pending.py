@@ -16,18 +16,6 @@ TARGET = {
 }
 
 
-class Ask(NotYetImplemented):
-    """Send the dialogue to the language model and stream its answer into ``/llm/stream``."""
-
-    PARAMS = {
-        "instructions": Param({"type": "string"}, "extra instructions for the model", default=""),
-        "timeout": Param({"type": "number", "exclusiveMinimum": 0},
-                         "seconds to wait for the complete response", default=30.0),
-    }
-    READS = (keys.DIALOGUE_HISTORY, keys.PERCEPTION_OBJECTS, keys.PERCEPTION_HUMANS)
-    WRITES = (keys.LLM_STREAM, keys.DIALOGUE_HISTORY)
-
-
 class ParseIntent(NotYetImplemented):
     """Turn each completed tool call of the model stream into a validated plan step."""
 
@@ -50,6 +38,7 @@ class Navigate(NotYetImplemented):
                        "m/s; null uses the robot's default", default=None),
     }
     READS = (keys.ROBOT_POSE, keys.PERCEPTION_OBJECTS)
+    TOOL = "navigate"
 
 
 class Grasp(NotYetImplemented):
@@ -57,6 +46,29 @@ class Grasp(NotYetImplemented):
 
     PARAMS = {"object": Param({"type": "string", "minLength": 1}, "object reference")}
     READS = (keys.PERCEPTION_OBJECTS, keys.ROBOT_HOLDING)
+    TOOL = "grasp"
+
+
+class Place(NotYetImplemented):
+    """Put the held object down at a place or on an object ("on the table")."""
+
+    PARAMS = {"target": Param({"type": "string", "minLength": 1}, "place name or object reference")}
+    READS = (keys.PERCEPTION_OBJECTS, keys.ROBOT_HOLDING)
+    TOOL = "place"
+
+
+class HandOver(NotYetImplemented):
+    """Hand the held object to a person."""
+
+    PARAMS = {"to": Param({"type": "string", "minLength": 1}, 'human id or "user"')}
+    READS = (keys.PERCEPTION_HUMANS, keys.ROBOT_HOLDING)
+    TOOL = "hand_over"
+
+
+class Stop(NotYetImplemented):
+    """Stop the robot safely, now."""
+
+    TOOL = "stop"
 
 
 class Confirm(NotYetImplemented):

@@ -35,6 +35,8 @@ class Declared:
     PARAMS: ClassVar[Mapping[str, Param]] = {}
     READS: ClassVar[tuple[str, ...]] = ()
     WRITES: ClassVar[tuple[str, ...]] = ()
+    TOOL: ClassVar[str | None] = None
+    """Name under which the model may call this node as a skill (``navigate`` …), if any."""
 
     params: dict[str, Any]
     blackboard: py_trees.blackboard.Client

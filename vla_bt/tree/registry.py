@@ -66,6 +66,7 @@ class NodeSpec:
     origin: str = "vla_bt"
     protected: bool = False
     cls: type | None = field(default=None, compare=False)
+    tool: str | None = None
 
     def build(self, name: str, params: Mapping[str, Any], structure: Any = None) -> py_trees.behaviour.Behaviour:
         kwargs = dict(params)
@@ -94,7 +95,7 @@ def spec_from_declared(cls: type[Declared], name: str | None = None, origin: str
     return NodeSpec(
         name=name or cls.__name__, kind=kind_of(cls), params=dict(cls.PARAMS), factory=cls,
         description=cls.DESCRIPTION or first_line(cls.__doc__), reads=tuple(cls.READS),
-        writes=tuple(cls.WRITES), origin=origin, protected=protected, cls=cls,
+        writes=tuple(cls.WRITES), origin=origin, protected=protected, cls=cls, tool=cls.TOOL,
     )
 
 
@@ -237,6 +238,10 @@ class Registry:
 
     def specs(self) -> list[NodeSpec]:
         return [self._specs[n] for n in self.names()]
+
+    def skills(self) -> list[NodeSpec]:
+        """Node types the model may call as tools, by tool name order."""
+        return sorted((s for s in self._specs.values() if s.tool), key=lambda s: s.tool or "")
 
     def import_allowed(self, dotted: str) -> bool:
         module = dotted.rpartition(".")[0]

@@ -1,0 +1,132 @@
+"""``Ask``: one model response, streamed into the blackboard while the tree keeps ticking."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import py_trees
+
+from vla_bt import blackboard as keys
+from vla_bt.llm.bridge import StreamHandle
+from vla_bt.llm.events import ResponseDone, StreamError, StreamEvent, TextDelta
+from vla_bt.llm.prompt import summarise_perception
+from vla_bt.llm.session import ModelSession
+from vla_bt.tree.declared import Leaf, Param, ParamUnavailableError
+
+Status = py_trees.common.Status
+
+
+class Ask(Leaf):
+    """Send the dialogue to the language model and stream its answer into ``/llm/stream``.
+
+    Args:
+        name: node name
+        instructions: extra instructions for this question, added to the session's
+        timeout: seconds allowed for the whole response
+
+    Blackboard:
+        reads ``/dialogue/history``, ``/perception/objects``, ``/perception/humans``,
+        ``/llm/tool_results`` (outputs of the previous response's tool calls, then cleared);
+        writes ``/llm/stream`` (this response's events, growing as they arrive) and
+        ``/dialogue/history`` (the robot's text answer, if any)
+
+    Returns:
+        RUNNING while the response streams; SUCCESS when it is complete; FAILURE
+        on a model error (with the server's code), a broken connection or the
+        timeout. Preempted (``terminate`` with INVALID), it cancels the response.
+    """
+
+    DESCRIPTION = "Send the dialogue to the language model and stream its answer into /llm/stream."
+    PARAMS = {
+        "instructions": Param({"type": "string"}, "extra instructions for the model", default=""),
+        "timeout": Param({"type": "number", "exclusiveMinimum": 0},
+                         "seconds to wait for the complete response", default=30.0),
+    }
+    READS = (keys.PERCEPTION_OBJECTS, keys.PERCEPTION_HUMANS)
+    WRITES = (keys.LLM_STREAM, keys.DIALOGUE_HISTORY, keys.LLM_TOOL_RESULTS)
+
+    def __init__(self, name: str | None = None, **params: Any):
+        super().__init__(name, **params)
+        self.session: ModelSession | None = None
+        self.wake: Any = None
+        self._handle: StreamHandle[StreamEvent] | None = None
+        self._deadline = 0.0
+        self._text: list[str] = []
+
+    def setup(self, **kwargs: Any) -> None:
+        """Take the model session (``llm=``) and the runner's wake-up (``wake=``); connect."""
+        self.session = kwargs.get("llm", self.session)
+        self.wake = kwargs.get("wake", self.wake)
+        if self.session is not None:
+            self.session.open(float(kwargs.get("timeout", 10.0) or 10.0))
+
+    def initialise(self) -> None:
+        self._handle, self._text = None, []
+        self.blackboard.set(keys.LLM_STREAM, [])
+        if self.session is None:
+            return
+        try:
+            timeout, extra = float(self.param("timeout")), str(self.param("instructions"))
+        except ParamUnavailableError as exc:
+            self.feedback_message = str(exc)
+            return
+        request = self.session.request(
+            history=self._get(keys.DIALOGUE_HISTORY, []),
+            perception=summarise_perception(self._get(keys.PERCEPTION_OBJECTS), self._get(keys.PERCEPTION_HUMANS)),
+            tool_results=self._get(keys.LLM_TOOL_RESULTS, []), instructions=extra,
+        )
+        self.blackboard.set(keys.LLM_TOOL_RESULTS, [])
+        self._deadline = time.monotonic() + timeout
+        self._handle = self.session.start(request, self.wake)
+        self.feedback_message = "asking the model"
+
+    def _get(self, key: str, default: Any = None) -> Any:
+        return self.blackboard.get(key) if self.blackboard.exists(key) else default
+
+    def update(self) -> Status:
+        if self.session is None:
+            self.feedback_message = "no language model (choose one with --llm)"
+            return Status.FAILURE
+        if self._handle is None:
+            return Status.FAILURE  # the parameters could not be read; the message says why
+        finished = self._handle.finished  # read before polling: nothing arrives after it is set
+        events = self._handle.poll()
+        if events:
+            self.blackboard.set(keys.LLM_STREAM, [*self.blackboard.get(keys.LLM_STREAM), *events])
+        for event in events:
+            status = self._on_event(event)
+            if status is not None:
+                return status
+        if finished:
+            cause = self._handle.error
+            reason = f"{type(cause).__name__}: {cause}" if cause else "the stream ended without a response"
+            self.feedback_message = f"model connection failed: {reason}"
+            return Status.FAILURE
+        if time.monotonic() > self._deadline:
+            self.feedback_message = f"no complete response within {self.param('timeout')} s"
+            return Status.FAILURE
+        return Status.RUNNING
+
+    def _on_event(self, event: StreamEvent) -> Status | None:
+        if isinstance(event, TextDelta):
+            self._text.append(event.text)
+            self.feedback_message = "streaming: " + "".join(self._text)[-60:]
+        elif isinstance(event, StreamError):
+            self.feedback_message = f"model error {event.code}: {event.message}"
+            return Status.FAILURE
+        elif isinstance(event, ResponseDone):
+            text = (event.text or "".join(self._text)).strip()
+            if text:
+                keys.append_turn(self.blackboard, "robot", text)
+            if event.status != "completed":
+                self.feedback_message = f"response {event.status}"
+                return Status.FAILURE
+            self.feedback_message = "response complete"
+            return Status.SUCCESS
+        return None
+
+    def terminate(self, new_status: Status) -> None:
+        if self._handle is not None and not self._handle.finished:
+            self._handle.cancel()  # preempted: the backend cancels the response on the server
+        self._handle = None
