@@ -197,13 +197,20 @@ def cmd_nodes(args: argparse.Namespace, registry: Registry) -> int:
     if args.json:
         print(json.dumps({"nodes": infos, "plugin_errors": registry.plugin_errors}, indent=2))
         return EXIT_OK
+    out = Console(highlight=False, soft_wrap=True)
+    if not out.is_terminal:  # one line per type, nothing cut, for grep and pipes
+        for info in infos:
+            params = ", ".join(f"{n}{'' if p['required'] else '?'}: {p['type']}" for n, p in info["params"].items())
+            out.print(escape(f"{info['name']}\t{info['kind']}\t{info['origin']}\t{params}\t{info['description']}"))
+        for name, problem in registry.plugin_errors.items():
+            out.print(escape(f"plugin node {name} unavailable: {problem}"))
+        return EXIT_OK
     table = Table(title="Registered node types", show_lines=False)
     for column in ("type", "kind", "parameters", "origin", "description"):
         table.add_column(column)
     for info in infos:
         params = ", ".join(f"{n}{'' if p['required'] else '?'}: {p['type']}" for n, p in info["params"].items())
         table.add_row(info["name"], info["kind"], escape(params), info["origin"], escape(info["description"]))
-    out = Console()
     out.print(table)
     for name, problem in registry.plugin_errors.items():
         out.print(f"[red]plugin node {name} unavailable[/]: {escape(problem)}")

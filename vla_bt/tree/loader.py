@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import py_trees
 from .diagnostics import Diagnostic, Mark, TreeError, did_you_mean
 from .params import Param, as_blackboard_ref
 from .registry import STRUCTURE_KEYS, NodeSpec, Registry, RegistryError
-from .yamlsrc import LList, LMap, read_located
+from .yamlsrc import LList, LMap, mark_at, read_located
 
 VERSION = 1
 DOCUMENT_KEYS = ("version", "name", "description", "blackboard", "subtrees", "root")
@@ -89,6 +89,7 @@ class _Scope:
     declared: frozenset[str] = frozenset()
     stack: tuple[str, ...] = ()
     used_at: Mark | None = None
+    construct: bool = True  # False: check only (a document is built only once it is valid)
 
     @property
     def building(self) -> bool:
@@ -129,7 +130,10 @@ class TreeLoader:
                 self._node(definition.root, definition.root_mark,
                            _Scope(None, frozenset(definition.params), (definition.name,)), document)
             self._check_cycles(document)
-            root = self._node(document.root, document.root_mark, _Scope({}), document)
+            if document.root is not None:
+                self._node(document.root, document.root_mark, _Scope({}, construct=False), document)
+            if not self._errors:
+                root = self._node(document.root, document.root_mark, _Scope({}), document)
         if self._errors or document is None or root is None:
             raise TreeError(self._errors or [Diagnostic(Mark(str(path), 1, 1), "invalid tree")])
         return LoadedTree(py_trees.trees.BehaviourTree(root), document)
@@ -178,7 +182,10 @@ class TreeLoader:
             return None
         if "root" not in data:
             self._error(data.mark, "missing 'root' (the tree's top node)")
+        elif data["root"] is None:
+            self._error(data.at("root"), "'root' is empty: it needs a node, e.g. {type: Sequence, memory: true, ...}")
         subtrees: dict[str, SubtreeDef] = {}
+        self._included: set[str] = set()
         self._subtrees(data, path, subtrees, (os.path.normpath(path),))
         return TreeDocument(
             path=path, name=str(data.get("name") or Path(path).stem),
@@ -228,6 +235,9 @@ class TreeLoader:
             if not os.path.isfile(target):
                 self._error(mark, f"included file '{relative}' not found (looked for {target})")
                 continue
+            if target in self._included:
+                continue  # reached again through another include: its subtrees are already in
+            self._included.add(target)
             included = self._parse(target)
             if included is not None:
                 self._subtrees(included, target, into, (*chain, target))
@@ -285,18 +295,28 @@ class TreeLoader:
             return self._subtree_node(data, scope, doc)
         spec = self._spec(type_name, data.at("type"))
         if spec is None:
+            self._check_children_of_unknown(data, scope, doc)
             return None
         before = len(self._errors)
         structure = self._structure(data, spec, scope, doc)
         params = self._params(data, spec, scope)
         name = self._name(data, type_name.rpartition(".")[2], scope)
-        if len(self._errors) > before or not scope.building:
+        if len(self._errors) > before or not scope.building or not scope.construct or _missing(spec, structure):
             return None
         try:
             return spec.build(name, params, structure)
         except Exception as exc:  # noqa: BLE001 - a constructor's refusal is bad input, not a crash
             self._error(data.mark, f"cannot create {type_name} '{name}': {type(exc).__name__}: {exc}")
             return None
+
+    def _check_children_of_unknown(self, data: LMap, scope: _Scope, doc: TreeDocument) -> None:
+        """Check what an unknown node holds, so that all errors are reported at once."""
+        unchecked = replace(scope, construct=False)
+        if isinstance(data.get("child"), LMap):
+            self._node(data["child"], data.at("child"), unchecked, doc)
+        if isinstance(data.get("children"), LList):
+            for index, child in enumerate(data["children"]):
+                self._node(child, data["children"].at(index), unchecked, doc)
 
     def _spec(self, type_name: str, mark: Mark) -> NodeSpec | None:
         spec = self.registry.get(type_name)
@@ -384,9 +404,10 @@ class TreeLoader:
             elif not ref.key.startswith("/"):
                 self._error(mark, f"blackboard key '{ref.key}' must be absolute, e.g. '/robot/max_speed'")
             return ref
-        for path, message in param.errors(value):
-            self._error(_mark_at(raw, path, mark), f"parameter '{pname}' of {spec.name}: {message}{origin}")
-        return param.to_python(value)
+        problems = param.errors(value)
+        for path, message in problems:
+            self._error(mark_at(raw, path, mark), f"parameter '{pname}' of {spec.name}: {message}{origin}")
+        return UNCHECKED if problems else param.to_python(value)
 
     def _substitute(self, value: Any, mark: Mark, scope: _Scope) -> tuple[Any, bool]:
         """Replace ``${param}`` placeholders; ``UNCHECKED`` when the parameter is unbound."""
@@ -418,6 +439,11 @@ class TreeLoader:
         whole = PLACEHOLDER.fullmatch(value)
         if whole:  # keep the value's own type: numbers, lists, {key: ...}
             return params[whole.group(1)], True
+        refs = [n for n in names if as_blackboard_ref(params[n]) is not None]
+        if refs:
+            self._error(mark, f"'${{{refs[0]}}}' is a {{key: ...}} blackboard reference; it can only be a whole "
+                              f"value, not part of the text {value!r} (subtree used at {scope.used_at})")
+            return UNCHECKED, True
         return PLACEHOLDER.sub(lambda m: str(params[m.group(1)]), value), True
 
     def _subtree_node(self, data: LMap, scope: _Scope, doc: TreeDocument) -> py_trees.behaviour.Behaviour | None:
@@ -439,7 +465,7 @@ class TreeLoader:
         name = self._name(data, "", scope)
         if ref in scope.stack or bound is None or not scope.building:
             return None  # cycles are reported once by _check_cycles
-        inner = _Scope(bound, frozenset(definition.params), (*scope.stack, ref), data.mark)
+        inner = _Scope(bound, frozenset(definition.params), (*scope.stack, ref), data.mark, scope.construct)
         root = self._node(definition.root, definition.root_mark, inner, doc)
         if root is not None and name:
             root.name = name
@@ -468,6 +494,13 @@ class TreeLoader:
         return bound
 
 
+def _missing(spec: NodeSpec, structure: Any) -> bool:
+    """A child could not be built (e.g. a subtree that is part of a cycle)."""
+    if spec.kind == "composite":
+        return structure is None or any(child is None for child in structure)
+    return spec.kind == "decorator" and structure is None
+
+
 def _subtree_refs(data: Any) -> Any:
     """Yield ``(ref, mark)`` for every ``Subtree`` node inside ``data``."""
     if isinstance(data, LMap):
@@ -479,19 +512,6 @@ def _subtree_refs(data: Any) -> Any:
     elif isinstance(data, LList):
         for item in data:
             yield from _subtree_refs(item)
-
-
-def _mark_at(value: Any, path: list[Any], default: Mark) -> Mark:
-    """Position of the item at ``path`` inside a located value."""
-    mark = default
-    for step in path:
-        if isinstance(value, LMap) and step in value:
-            mark, value = value.at(step), value[step]
-        elif isinstance(value, LList) and isinstance(step, int) and step < len(value):
-            mark, value = value.at(step), value[step]
-        else:
-            break
-    return mark
 
 
 def _kind(value: Any) -> str:

@@ -3,8 +3,8 @@
 Ticks come at a fixed rate, and earlier when something calls ``wake()``
 (a stream event, a hazard), so that events are acted on within milliseconds
 rather than at the next period. Interruption (Ctrl-C, SIGTERM, a time limit)
-stops the tree through py_trees' ``interrupt()``, which calls ``terminate()``
-on every running behaviour, before the tree is shut down.
+halts the tree with ``root.stop(INVALID)``, which calls ``terminate()`` on
+every running behaviour, before the tree is shut down.
 """
 
 from __future__ import annotations
@@ -124,7 +124,9 @@ class Runner:
             status = self.tree.root.status
             reason = self._stop_reason or explain(self.tree.root)
             if status == Status.RUNNING or self._stop_reason:
-                self.tree.interrupt()  # terminate() every running behaviour
+                # Halt: stop() reaches every running behaviour's terminate() (py_trees'
+                # BehaviourTree.interrupt() only ends tick_tock loops and would leave them running).
+                self.tree.root.stop(Status.INVALID)
             for hook in self.shutdown_hooks:
                 hook()
             self.tree.shutdown()
@@ -151,14 +153,23 @@ class Runner:
 
 
 def explain(root: py_trees.behaviour.Behaviour) -> str:
-    """Why the tree is in its state: the message of the deepest node that decided it."""
+    """Why the tree is in its state, from the nodes that decided it.
+
+    Follows the path of the outcome down from the root (a sequence's failing
+    child, a decorator's child …), so a failure that a fallback recovered
+    from is not blamed, and names the deepest node on it with a message.
+    """
     if root.status == Status.SUCCESS:
         return root.feedback_message or "completed"
-    failed = [b for b in root.iterate() if b.status == Status.FAILURE and b.feedback_message]
-    if failed:
-        node = failed[-1]
-        return f"{node.name}: {node.feedback_message}"
-    tip = root.tip()
-    if tip is not None and tip.feedback_message:
-        return f"{tip.name}: {tip.feedback_message}"
-    return f"{root.name} ended with {root.status.name}"
+    path = [root]
+    while path[-1].children:
+        node = path[-1]
+        deciding = [c for c in node.children if c.status == node.status]
+        current = getattr(node, "current_child", None)
+        if not deciding:
+            break
+        path.append(current if current in deciding else deciding[-1])
+    for node in reversed(path):
+        if node.feedback_message:
+            return f"{node.name}: {node.feedback_message}"
+    return f"{path[-1].name} ended with {path[-1].status.name}"

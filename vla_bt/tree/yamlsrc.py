@@ -47,31 +47,58 @@ def mark_of(node: yaml.Node, file: str) -> Mark:
     return Mark(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def _convert(node: yaml.Node, file: str, loader: yaml.SafeLoader, errors: list[Diagnostic]) -> Any:
-    if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
+class _Converter:
+    """Turns a composed node graph into located values.
+
+    Aliases of one anchor share the converted value (no exponential growth),
+    and an alias inside its own anchor is refused (it would never end).
+    """
+
+    def __init__(self, file: str, loader: yaml.SafeLoader, errors: list[Diagnostic]):
+        self.file, self.loader, self.errors = file, loader, errors
+        self.done: dict[int, Any] = {}
+        self.active: set[int] = set()
+
+    def convert(self, node: yaml.Node) -> Any:
+        if id(node) in self.done:
+            return self.done[id(node)]
+        if id(node) in self.active:
+            self.errors.append(Diagnostic(mark_of(node, self.file), "an alias refers to its own anchor (a loop)"))
+            return None
+        self.active.add(id(node))
+        try:
+            value = self._mapping(node) if isinstance(node, yaml.MappingNode) else (
+                self._sequence(node) if isinstance(node, yaml.SequenceNode)
+                else self.loader.construct_object(node, deep=True))
+        finally:
+            self.active.discard(id(node))
+        self.done[id(node)] = value
+        return value
+
+    def _mapping(self, node: yaml.MappingNode) -> LMap:
+        self.loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
         result = LMap()
-        result.mark, result.key_marks, result.value_marks = mark_of(node, file), {}, {}
+        result.mark, result.key_marks, result.value_marks = mark_of(node, self.file), {}, {}
         for key_node, value_node in node.value:
-            key = _convert(key_node, file, loader, errors)
-            if not isinstance(key, (str, int, float, bool)) or key is None:
-                errors.append(Diagnostic(mark_of(key_node, file), "mapping keys must be plain scalars"))
+            key = self.convert(key_node)
+            if not isinstance(key, (str, int, float, bool)):
+                self.errors.append(Diagnostic(mark_of(key_node, self.file), "mapping keys must be plain scalars"))
                 continue
             if key in result:
-                errors.append(Diagnostic(
-                    mark_of(key_node, file),
+                self.errors.append(Diagnostic(
+                    mark_of(key_node, self.file),
                     f"duplicate key '{key}' (first defined at line {result.key_marks[key].line})",
                 ))
                 continue
-            result[key] = _convert(value_node, file, loader, errors)
-            result.key_marks[key] = mark_of(key_node, file)
-            result.value_marks[key] = mark_of(value_node, file)
+            result[key] = self.convert(value_node)
+            result.key_marks[key] = mark_of(key_node, self.file)
+            result.value_marks[key] = mark_of(value_node, self.file)
         return result
-    if isinstance(node, yaml.SequenceNode):
-        items = LList(_convert(item, file, loader, errors) for item in node.value)
-        items.mark, items.item_marks = mark_of(node, file), [mark_of(i, file) for i in node.value]
+
+    def _sequence(self, node: yaml.SequenceNode) -> LList:
+        items = LList(self.convert(item) for item in node.value)
+        items.mark, items.item_marks = mark_of(node, self.file), [mark_of(i, self.file) for i in node.value]
         return items
-    return loader.construct_object(node, deep=True)
 
 
 def load_located(text: str, file: str) -> Any:
@@ -91,11 +118,15 @@ def load_located(text: str, file: str) -> Any:
     try:
         node = loader.get_single_node()
         errors: list[Diagnostic] = []
-        data = _convert(node, file, loader, errors) if node is not None else None
+        data = _Converter(file, loader, errors).convert(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Mark(file, mark.line + 1, mark.column + 1) if mark else Mark(file, 1, 1)
-        problem = exc.problem or exc.context or "invalid YAML"
+        problem = exc.problem or "invalid YAML"
+        if exc.context:
+            opened = exc.context_mark
+            started = f" started at line {opened.line + 1}" if opened and opened is not mark else ""
+            problem = f"{exc.context}{started}, {problem}"
         raise TreeError([Diagnostic(where, f"YAML syntax error: {problem}")]) from None
     except yaml.YAMLError as exc:
         raise TreeError([Diagnostic(Mark(file, 1, 1), f"YAML error: {exc}")]) from None
@@ -117,3 +148,16 @@ def read_located(path: str | Path, display: str | None = None) -> Any:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise TreeError([Diagnostic(Mark(display, 1, 1), f"cannot read file: {reason}")]) from None
     return load_located(text, display)
+
+
+def mark_at(value: Any, path: list[Any], default: Mark) -> Mark:
+    """Position of the item at ``path`` (keys and indices) inside a located value."""
+    mark = default
+    for step in path:
+        if isinstance(value, LMap) and step in value:
+            mark, value = value.at(step), value[step]
+        elif isinstance(value, LList) and isinstance(step, int) and step < len(value):
+            mark, value = value.at(step), value[step]
+        else:
+            break
+    return mark

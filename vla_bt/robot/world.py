@@ -1,0 +1,240 @@
+"""The world file (DESIGN §7): places, objects, humans, the robot, workspace, no-go zones.
+
+Read by the embedded simulator, by grounding of references and by the local
+planner's vocabulary. Checked completely, with ``FILE:LINE:COL`` for every
+problem; unknown keys are errors, as in trees.
+
+Example:
+    >>> world = load_world("config/world.yaml")
+    >>> world.place("kitchen")
+    (4.0, 2.0, 0.0)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+
+from vla_bt.tree.diagnostics import Diagnostic, Mark, TreeError, did_you_mean
+from vla_bt.tree.yamlsrc import LList, LMap, mark_at, read_located
+
+Pose = tuple[float, float, float]
+Point = tuple[float, float]
+
+_NUMBER = {"type": "number"}
+_POSE = {"type": "array", "items": _NUMBER, "minItems": 3, "maxItems": 3}
+_POLYGON = {"type": "array", "minItems": 3, "items": {"type": "array", "items": _NUMBER, "minItems": 2, "maxItems": 2}}
+_ID = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_\-]*$"}
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "places": {"type": "object", "additionalProperties": _POSE},
+        "objects": {"type": "array", "items": {
+            "type": "object",
+            "properties": {"id": _ID, "label": {"type": "string", "minLength": 1}, "color": {"type": "string"},
+                           "at": {"type": "string"}, "pose": _POSE, "graspable": {"type": "boolean"},
+                           "mass": {"type": "number", "minimum": 0}, "risk": {"enum": ["low", "high"]}},
+            "required": ["id", "label"], "additionalProperties": False}},
+        "humans": {"type": "array", "items": {
+            "type": "object", "properties": {"id": _ID, "pose": _POSE},
+            "required": ["id", "pose"], "additionalProperties": False}},
+        "robot": {"type": "object", "properties": {
+            "pose": _POSE, "max_speed": {"type": "number", "exclusiveMinimum": 0},
+            "payload": {"type": "number", "minimum": 0}, "battery": {"type": "number", "minimum": 0, "maximum": 1}},
+            "additionalProperties": False},
+        "workspace": _POLYGON,
+        "no_go": {"type": "array", "items": {
+            "type": "object", "properties": {"name": {"type": "string"}, "polygon": _POLYGON},
+            "required": ["name", "polygon"], "additionalProperties": False}},
+    },
+    "additionalProperties": False,
+}
+
+
+@dataclass(frozen=True)
+class WorldObject:
+    """An object in the world. ``at`` names the place it stands at, if it was placed by name."""
+
+    id: str
+    label: str
+    pose: Pose
+    color: str = ""
+    at: str | None = None
+    graspable: bool = True
+    mass: float = 0.0
+    risk: str = "low"
+
+    def perception(self) -> dict[str, Any]:
+        """As a ``/perception/objects`` record (DESIGN §4)."""
+        return {"id": self.id, "label": self.label, "color": self.color, "pose": list(self.pose),
+                "graspable": self.graspable}
+
+
+@dataclass(frozen=True)
+class Human:
+    id: str
+    pose: Pose
+
+
+@dataclass(frozen=True)
+class RobotSpec:
+    pose: Pose = (0.0, 0.0, 0.0)
+    max_speed: float = 0.5
+    payload: float = 1.0
+    battery: float = 1.0
+
+
+@dataclass(frozen=True)
+class Zone:
+    name: str
+    polygon: tuple[Point, ...]
+
+
+@dataclass(frozen=True)
+class World:
+    """A checked world file."""
+
+    places: dict[str, Pose] = field(default_factory=dict)
+    objects: tuple[WorldObject, ...] = ()
+    humans: tuple[Human, ...] = ()
+    robot: RobotSpec = RobotSpec()
+    workspace: tuple[Point, ...] = ()
+    no_go: tuple[Zone, ...] = ()
+    path: str = ""
+
+    def place(self, name: str) -> Pose | None:
+        return self.places.get(name)
+
+    def object(self, object_id: str) -> WorldObject | None:
+        return next((o for o in self.objects if o.id == object_id), None)
+
+    def labels(self) -> list[str]:
+        return sorted({o.label for o in self.objects})
+
+    def colors(self) -> list[str]:
+        return sorted({o.color for o in self.objects if o.color})
+
+
+def inside(point: Sequence[float], polygon: Sequence[Sequence[float]]) -> bool:
+    """Whether a point lies inside (or on the edge of) a polygon (even-odd rule)."""
+    x, y = float(point[0]), float(point[1])
+    result = False
+    n = len(polygon)
+    for i in range(n):
+        (x1, y1), (x2, y2) = polygon[i], polygon[(i + 1) % n]
+        if _on_segment(x, y, x1, y1, x2, y2):
+            return True
+        if (y1 > y) != (y2 > y) and x < (x2 - x1) * (y - y1) / (y2 - y1) + x1:
+            result = not result
+    return result
+
+
+def _on_segment(x: float, y: float, x1: float, y1: float, x2: float, y2: float) -> bool:
+    cross = (x2 - x1) * (y - y1) - (y2 - y1) * (x - x1)
+    return abs(cross) < 1e-9 and min(x1, x2) - 1e-9 <= x <= max(x1, x2) + 1e-9 and \
+        min(y1, y2) - 1e-9 <= y <= max(y1, y2) + 1e-9
+
+
+def _pose(value: Sequence[float]) -> Pose:
+    return (float(value[0]), float(value[1]), float(value[2]))
+
+
+def load_world(path: str | os.PathLike[str]) -> World:
+    """Read and check a world file.
+
+    Raises:
+        TreeError: every problem, each with ``FILE:LINE:COL``
+    """
+    data = read_located(path)
+    start = Mark(str(path), 1, 1)
+    if data is None:
+        data = LMap()
+        data.mark, data.key_marks, data.value_marks = start, {}, {}
+    if not isinstance(data, LMap):
+        raise TreeError([Diagnostic(start, "expected a mapping with places, objects, humans, robot, ...")])
+    errors = _schema_errors(data, start)
+    if errors:
+        raise TreeError(errors)
+    errors += _semantic_errors(data)
+    if errors:
+        raise TreeError(errors)
+    places = {str(k): _pose(v) for k, v in data.get("places", {}).items()}
+    objects = tuple(
+        WorldObject(id=o["id"], label=o["label"], color=o.get("color", ""), at=o.get("at"),
+                    pose=places[o["at"]] if "at" in o else _pose(o["pose"]), graspable=o.get("graspable", True),
+                    mass=float(o.get("mass", 0.0)), risk=o.get("risk", "low"))
+        for o in data.get("objects", []))
+    robot = data.get("robot", {})
+    return World(
+        places=places, objects=objects,
+        humans=tuple(Human(h["id"], _pose(h["pose"])) for h in data.get("humans", [])),
+        robot=RobotSpec(pose=_pose(robot.get("pose", (0, 0, 0))), max_speed=float(robot.get("max_speed", 0.5)),
+                        payload=float(robot.get("payload", 1.0)), battery=float(robot.get("battery", 1.0))),
+        workspace=tuple((float(x), float(y)) for x, y in data.get("workspace", [])),
+        no_go=tuple(Zone(z["name"], tuple((float(x), float(y)) for x, y in z["polygon"]))
+                    for z in data.get("no_go", [])),
+        path=str(path),
+    )
+
+
+def _schema_errors(data: LMap, start: Mark) -> list[Diagnostic]:
+    errors = []
+    for error in jsonschema.Draft202012Validator(SCHEMA).iter_errors(data):
+        where = list(error.absolute_path)
+        if error.validator == "additionalProperties":
+            container = _get(data, where)
+            allowed = list(error.schema.get("properties", {}))
+            for key in (k for k in container if k not in allowed):
+                mark = container.key_at(key) if isinstance(container, LMap) else start
+                errors.append(Diagnostic(mark, f"unknown key '{key}'" + (did_you_mean(str(key), allowed)
+                                                                        or f" (expected {', '.join(allowed)})")))
+            continue
+        message = error.message
+        if error.validator == "type":
+            message = f"expected {error.validator_value}, got {error.instance!r}"
+        field_name = ".".join(str(p) for p in where) or "the file"
+        errors.append(Diagnostic(mark_at(data, where, data.mark), f"{field_name}: {message}"))
+    return errors
+
+
+def _get(data: Any, path: list[Any]) -> Any:
+    for step in path:
+        data = data[step]
+    return data
+
+
+def _semantic_errors(data: LMap) -> list[Diagnostic]:
+    errors: list[Diagnostic] = []
+    places = data.get("places", LMap())
+    ids: dict[str, Mark] = {}
+    for section in ("objects", "humans"):
+        items = data.get(section, LList())
+        for index, item in enumerate(items):
+            mark = items.at(index)
+            if item["id"] in ids:
+                errors.append(Diagnostic(item.at("id"),
+                                         f"id '{item['id']}' is used twice (first at {ids[item['id']]})"))
+            ids.setdefault(item["id"], item.at("id"))
+            if section == "objects":
+                errors += _placement_errors(item, mark, places)
+            for key in ("pose",):
+                if key in item and not all(math.isfinite(v) for v in item[key]):
+                    errors.append(Diagnostic(item.at(key), f"{section}.{index}.{key}: numbers must be finite"))
+    for name, pose in places.items():
+        if not all(math.isfinite(v) for v in pose):
+            errors.append(Diagnostic(places.at(name), f"place '{name}': numbers must be finite"))
+    return errors
+
+
+def _placement_errors(item: LMap, mark: Mark, places: LMap) -> list[Diagnostic]:
+    if ("at" in item) == ("pose" in item):
+        return [Diagnostic(mark, f"object '{item['id']}' needs exactly one of 'at' (a place) or 'pose' [x, y, theta]")]
+    if "at" in item and item["at"] not in places:
+        return [Diagnostic(item.at("at"), f"object '{item['id']}' is at unknown place '{item['at']}'"
+                           + (did_you_mean(item["at"], places) or f" (places: {', '.join(places) or 'none'})"))]
+    return []
