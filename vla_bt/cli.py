@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("tree", metavar="TREE.yaml")
     run.add_argument("--say", action="append", default=None, metavar="TEXT",
                      help="the next utterance Listen receives (repeat for several turns)")
+    run.add_argument("--llm", default="local", metavar="BACKEND",
+                     help="local (embedded planner, default) | realtime | chat | scripted:FILE.yaml")
+    run.add_argument("--world", metavar="WORLD.yaml", help="world file (default: config/world.yaml)")
     run.add_argument("--json", action="store_true", help="print one JSON object at the end, nothing else")
     run.add_argument("--max-seconds", type=_positive, metavar="S", help="stop after S seconds")
     run.add_argument("--rate", type=_positive, default=10.0, metavar="HZ", help="tick rate (default 10)")
@@ -124,9 +127,12 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     from vla_bt.viz.console import ConsoleView
 
     loaded = TreeLoader(registry).load(_existing(args.tree))
+    session = _model_session(args, registry, loaded.root)
     utterances = ScriptedUtterances(args.say) if args.say is not None else ConsoleUtterances()
     runner = Runner(loaded, rate_hz=args.rate, max_seconds=args.max_seconds,
-                    setup_kwargs={"utterances": utterances})
+                    setup_kwargs={"utterances": utterances, "llm": session})
+    if session is not None:
+        runner.shutdown_hooks.append(session.close)
     out = Console(highlight=False, soft_wrap=True)
     with runner.signals():
         if args.json:
@@ -142,6 +148,34 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
         out.print(f"[bold {style}]{result.status}[/] {escape(result.reason)} "
                   f"[dim]({result.ticks} ticks, {result.seconds:.2f} s)[/]")
     return result.exit_code
+
+
+def _world(args: argparse.Namespace) -> Any:
+    from vla_bt.robot.world import World, load_world
+
+    if args.world:
+        return load_world(_existing(args.world))
+    directory = config_dir(args.config)
+    default = directory / "world.yaml" if directory else None
+    return load_world(default) if default and default.is_file() else World()
+
+
+def _model_session(args: argparse.Namespace, registry: Registry, root: Any) -> Any:
+    """The model session, made only when the tree talks to a model (a tree without Ask needs no backend)."""
+    from vla_bt.leaves.ask import Ask
+    from vla_bt.llm.backend import BackendError
+    from vla_bt.llm.factory import load_llm_config, make_backend
+    from vla_bt.llm.session import ModelSession
+    from vla_bt.llm.tools import tool_specs
+
+    if not any(isinstance(node, Ask) for node in root.iterate()):
+        return None
+    tools = tool_specs(registry)
+    try:
+        backend = make_backend(args.llm, tools, load_llm_config(config_dir(args.config)), world=_world(args))
+    except BackendError as error:
+        raise BadInputError(str(error)) from None
+    return ModelSession(backend, tools)
 
 
 def cmd_validate(args: argparse.Namespace, registry: Registry) -> int:

@@ -66,7 +66,8 @@ class Runner:
         rate_hz: ticks per second when nothing wakes the tree earlier
         max_seconds: stop (status RUNNING) after this long; ``None`` for no limit
         setup_timeout: seconds allowed for ``setup()`` of every behaviour
-        setup_kwargs: handed to every behaviour's ``setup(**kwargs)`` (e.g. ``utterances``)
+        setup_kwargs: handed to every behaviour's ``setup(**kwargs)`` (e.g. ``utterances``, ``llm``);
+            ``wake`` (this runner's ``wake``) is added so that leaves can ask for an early tick
 
     Example:
         >>> runner = Runner(load_tree("trees/hello.yaml"), setup_kwargs={"utterances": ScriptedUtterances(["hi"])})
@@ -83,8 +84,8 @@ class Runner:
         self.period = 1.0 / rate_hz
         self.max_seconds = max_seconds
         self.setup_timeout = setup_timeout
-        self.setup_kwargs = dict(setup_kwargs or {})
         self._wake = threading.Event()
+        self.setup_kwargs = {"wake": self.wake, **(setup_kwargs or {})}
         self._stop_reason: str | None = None
         self._interrupted = False
         self.shutdown_hooks: list[Callable[[], None]] = []

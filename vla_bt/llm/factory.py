@@ -1,0 +1,99 @@
+"""Choosing a backend from ``--llm`` and ``config/llm.yaml``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vla_bt.tree.diagnostics import Diagnostic, Mark, TreeError
+from vla_bt.tree.yamlsrc import LMap, read_located
+
+from .backend import Backend, BackendError, ToolSpec
+from .pacing import Pacing
+
+CHOICES = ("local", "realtime", "chat", "scripted:FILE")
+SECTIONS = {
+    "realtime": {"model": str, "timeout_s": (int, float)},
+    "chat": {"model": str, "timeout_s": (int, float)},
+    "local": {"first_token_s": (int, float), "tokens_per_s": (int, float)},
+}
+
+
+@dataclass
+class LlmConfig:
+    """``config/llm.yaml``: per-backend settings (never keys)."""
+
+    realtime: dict[str, Any] = field(default_factory=lambda: {"model": "gpt-realtime", "timeout_s": 30.0})
+    chat: dict[str, Any] = field(default_factory=lambda: {"model": "gpt-4o-mini", "timeout_s": 60.0})
+    local: dict[str, Any] = field(default_factory=lambda: {"first_token_s": 0.0, "tokens_per_s": 0.0})
+
+
+def load_llm_config(directory: Path | None) -> LlmConfig:
+    """Read ``llm.yaml`` from the configuration directory (defaults for what is absent)."""
+    config = LlmConfig()
+    path = directory / "llm.yaml" if directory else None
+    if path is None or not path.is_file():
+        return config
+    data = read_located(path)
+    if data is None:
+        return config
+    errors = []
+    if not isinstance(data, LMap):
+        raise TreeError([Diagnostic(Mark(str(path), 1, 1), "expected a mapping of backend sections")])
+    for section, values in data.items():
+        if section not in SECTIONS:
+            errors.append(Diagnostic(data.key_at(section), f"unknown backend '{section}' (expected "
+                                                           f"{', '.join(SECTIONS)})"))
+            continue
+        if not isinstance(values, LMap):
+            errors.append(Diagnostic(data.at(section), f"'{section}' must be a mapping"))
+            continue
+        for key, value in values.items():
+            kind = SECTIONS[section].get(key)
+            if kind is None:
+                errors.append(Diagnostic(values.key_at(key), f"unknown key '{key}' in '{section}' "
+                                                             f"(expected {', '.join(SECTIONS[section])})"))
+            elif not isinstance(value, kind) or isinstance(value, bool):
+                errors.append(Diagnostic(values.at(key), f"'{section}.{key}' has the wrong type"))
+            else:
+                getattr(config, section)[key] = value
+    if errors:
+        raise TreeError(errors)
+    return config
+
+
+def make_backend(choice: str, tools: list[ToolSpec], config: LlmConfig, world: Any = None) -> Backend:
+    """The backend named by ``--llm``.
+
+    Args:
+        choice: ``local``, ``realtime``, ``chat`` or ``scripted:FILE``
+        tools: the skills offered
+        config: settings from ``config/llm.yaml``
+        world: the world (the local planner's vocabulary)
+
+    Raises:
+        BackendError: an unknown choice, or a backend whose optional dependency is missing
+        TreeError: a malformed scripted file
+    """
+    if choice.startswith("scripted:"):
+        from .scripted import ScriptedBackend
+
+        return ScriptedBackend.from_file(choice.split(":", 1)[1])
+    if choice == "local":
+        from .local import LocalPlanner
+
+        pacing = Pacing(float(config.local["first_token_s"]), float(config.local["tokens_per_s"]))
+        return LocalPlanner(world, tools, pacing=pacing)
+    if choice in ("realtime", "chat"):
+        try:
+            if choice == "realtime":
+                from .realtime import RealtimeBackend as Chosen
+            else:
+                from .chat import ChatBackend as Chosen  # type: ignore[assignment]
+        except ImportError as exc:
+            raise BackendError(f"--llm {choice} needs the 'realtime' extra: pip install 'vla-bt[realtime]' "
+                               f"({exc})") from None
+        settings = getattr(config, choice)
+        return Chosen(model=settings["model"], timeout=float(settings["timeout_s"]))
+    raise BackendError(f"unknown --llm '{choice}' (expected one of {', '.join(CHOICES)})")
