@@ -331,9 +331,11 @@ class TreeLoader:
         if type_name in self.registry.plugin_errors:
             self._error(mark, f"node type '{type_name}' is unavailable: {self.registry.plugin_errors[type_name]}")
             return None
+        failed = "; ".join(self.registry.plugin_errors.values())
         self._error(mark, f"unknown node type '{type_name}'"
                     + (did_you_mean(type_name, [*self.registry.names(), "Subtree"])
-                       or " (see 'vla-bt nodes' for the registered types)"))
+                       or " (see 'vla-bt nodes' for the registered types)")
+                    + (f" [{failed}]" if failed else ""))
         return None
 
     def _structure(self, data: LMap, spec: NodeSpec, scope: _Scope, doc: TreeDocument) -> Any:

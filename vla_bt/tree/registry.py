@@ -174,6 +174,7 @@ class Registry:
         self._specs: dict[str, NodeSpec] = {}
         self.import_allowlist = tuple(import_allowlist)
         self.plugin_errors: dict[str, str] = {}
+        """Entry points that failed to load: ``{entry point name: "plugin:DIST failed to load: why"}``."""
 
     # -- registration ---------------------------------------------------------
 
@@ -211,13 +212,15 @@ class Registry:
     def load_plugins(self, entry_points: Iterable[importlib.metadata.EntryPoint] | None = None) -> None:
         """Register the nodes of every installed plugin (entry-point group ``vla_bt.nodes``).
 
-        A plugin that fails to load is recorded in ``plugin_errors`` and named
-        when a tree uses one of its nodes; it does not stop other trees.
+        A plugin that fails to load registers none of its nodes; it is recorded
+        in ``plugin_errors``, named when a tree uses an unknown type and by
+        ``vla-bt nodes``; it does not stop other trees.
         """
         if entry_points is None:
             entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
         for ep in entry_points:
             origin = f"plugin:{ep.dist.name if ep.dist else ep.module}"
+            before = dict(self._specs)
             try:
                 target = ep.load()
                 if isinstance(target, type):
@@ -225,8 +228,9 @@ class Registry:
                 else:
                     target(PluginRegistrar(self, origin))
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the rest
+                self._specs = before  # all of a plugin's nodes, or none
                 self.plugin_errors[ep.name] = f"{origin} failed to load: {type(exc).__name__}: {exc}"
-                log.warning("plugin entry point %s: %s", ep.name, self.plugin_errors[ep.name])
+                log.debug("plugin entry point %s (%s) failed: %s", ep.name, origin, exc)
 
     # -- lookup ---------------------------------------------------------------
 
