@@ -98,7 +98,7 @@ def test_tutorial_error_position_is_real(tmp_path: Path) -> None:
     path = tmp_path / "my_first.yaml"
     path.write_text(text.replace("type: Listen", "type: Listn"))
     (diagnostic,) = TreeLoader(Registry.default(plugins=False)).check(path)
-    shown = re.search(r"my_first\.yaml:(\d+):(\d+): (.*)", tutorial)
+    shown = re.search(r"^my_first\.yaml:(\d+):(\d+): (.*)$", tutorial, re.M)
     assert shown is not None
     assert (diagnostic.mark.line, diagnostic.mark.col) == (int(shown.group(1)), int(shown.group(2)))
     assert diagnostic.message == shown.group(3)

@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args, registry)
     except TreeError as error:
         for diagnostic in error.diagnostics:
-            err.print(f"[red]error[/]: {escape(str(diagnostic))}")
+            err.print(escape(str(diagnostic)), style="red")
         return EXIT_BAD_INPUT
     except BadInputError as error:
         err.print(f"[red]error[/]: {escape(str(error))}")
@@ -185,7 +185,7 @@ def cmd_validate(args: argparse.Namespace, registry: Registry) -> int:
     for path in args.trees:
         diagnostics = loader.check(path)
         for diagnostic in diagnostics:
-            err.print(f"[red]error[/]: {escape(str(diagnostic))}")
+            err.print(escape(str(diagnostic)), style="red")
         if diagnostics:
             invalid += 1
         else:
@@ -235,9 +235,9 @@ def cmd_nodes(args: argparse.Namespace, registry: Registry) -> int:
     if not out.is_terminal:  # one line per type, nothing cut, for grep and pipes
         for info in infos:
             params = ", ".join(f"{n}{'' if p['required'] else '?'}: {p['type']}" for n, p in info["params"].items())
-            out.print(escape(f"{info['name']}\t{info['kind']}\t{info['origin']}\t{params}\t{info['description']}"))
+            sys.stdout.write(f"{info['name']}\t{info['kind']}\t{info['origin']}\t{params}\t{info['description']}\n")
         for name, problem in registry.plugin_errors.items():
-            out.print(escape(f"plugin node {name} unavailable: {problem}"))
+            sys.stdout.write(f"plugin node {name} unavailable: {problem}\n")
         return EXIT_OK
     table = Table(title="Registered node types", show_lines=False)
     for column in ("type", "kind", "parameters", "origin", "description"):

@@ -1,0 +1,1 @@
+"""Small behaviours and utterance sources used by the tests (importable as ``tests.helpers``)."""
