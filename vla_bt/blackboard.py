@@ -65,3 +65,9 @@ def read(key: str, default: object = None) -> object:
 
 LLM_TOOL_RESULTS = "/llm/tool_results"
 """Outputs of tool calls (validated, refused, done) to return to the model with the next turn."""
+DIALOGUE_CONTEXT = "/dialogue/context"
+"""What "it", "there" and "the other one" refer to (``intent.grounding.Context`` as a dict)."""
+PLAN_REJECTED = "/plan/rejected"
+"""Why the current plan was cut short (a refused or unclear step), or ``None``."""
+DIALOGUE_CONFIRMATIONS = "/dialogue/confirmations"
+"""Answers to Confirm questions in this dialogue: ``{question, answer, t}`` with answer yes|no|timeout."""

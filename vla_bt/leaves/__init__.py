@@ -1,8 +1,10 @@
 """The behaviour-tree leaves: dialogue, model stream, plan execution and skills."""
 
 from .ask import Ask
-from .dialogue import Listen, Say
-from .pending import Confirm, ExecutePlan, Grasp, HandOver, Navigate, ParseIntent, Place, Stop
+from .dialogue import Confirm, Listen, Say
+from .execute import ExecutePlan
+from .parse_intent import ParseIntent
+from .skills import Grasp, HandOver, Navigate, Place, Stop
 
 __all__ = ["Ask", "Confirm", "ExecutePlan", "Grasp", "HandOver", "Listen", "Navigate", "ParseIntent", "Place", "Say",
            "Stop"]

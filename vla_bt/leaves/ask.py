@@ -8,6 +8,7 @@ from typing import Any
 import py_trees
 
 from vla_bt import blackboard as keys
+from vla_bt.llm.backend import ToolResult
 from vla_bt.llm.bridge import StreamHandle
 from vla_bt.llm.events import ResponseDone, StreamError, StreamEvent, TextDelta
 from vla_bt.llm.prompt import summarise_perception
@@ -71,15 +72,27 @@ class Ask(Leaf):
         except ParamUnavailableError as exc:
             self.feedback_message = str(exc)
             return
+        results, outcomes = self._tool_results()
+        perception = summarise_perception(self._get(keys.PERCEPTION_OBJECTS), self._get(keys.PERCEPTION_HUMANS))
         request = self.session.request(
             history=self._get(keys.DIALOGUE_HISTORY, []),
-            perception=summarise_perception(self._get(keys.PERCEPTION_OBJECTS), self._get(keys.PERCEPTION_HUMANS)),
-            tool_results=self._get(keys.LLM_TOOL_RESULTS, []), instructions=extra,
+            perception="\n".join(p for p in (perception, outcomes) if p),
+            tool_results=results, instructions=extra,
         )
         self.blackboard.set(keys.LLM_TOOL_RESULTS, [])
         self._deadline = time.monotonic() + timeout
         self._handle = self.session.start(request, self.wake)
         self.feedback_message = "asking the model"
+
+    def _tool_results(self) -> tuple[list[ToolResult], str]:
+        """Outputs of the previous response's calls; step outcomes without a call as text."""
+        results, outcomes = [], []
+        for entry in self._get(keys.LLM_TOOL_RESULTS, []) or []:
+            if entry.get("call_id"):
+                results.append(ToolResult(str(entry["call_id"]), str(entry["output"])))
+            else:
+                outcomes.append(str(entry["output"]))
+        return results, ("Outcome of the previous plan's steps:\n" + "\n".join(outcomes)) if outcomes else ""
 
     def _get(self, key: str, default: Any = None) -> Any:
         return self.blackboard.get(key) if self.blackboard.exists(key) else default

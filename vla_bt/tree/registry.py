@@ -82,6 +82,9 @@ def first_line(doc: str | None) -> str:
 
 
 def kind_of(cls: type) -> Kind:
+    declared = getattr(cls, "YAML_KIND", None)  # e.g. a composite whose children come from the plan
+    if declared in STRUCTURE_KEYS:
+        return declared
     if issubclass(cls, py_trees.composites.Composite):
         return "composite"
     if issubclass(cls, py_trees.decorators.Decorator):

@@ -1,0 +1,137 @@
+"""``ExecutePlan``: a composite that grows as validated steps arrive and runs them in order."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import py_trees
+
+from vla_bt import blackboard as keys
+from vla_bt.blackboard import Step
+from vla_bt.tree.declared import Declared
+from vla_bt.tree.registry import NodeSpec, Registry
+
+Status = py_trees.common.Status
+
+
+class ExecutePlan(Declared, py_trees.composites.Composite):
+    """Run each plan step's skill leaf as soon as the step is validated, while the model still streams.
+
+    A dynamic sequence: on every tick it adds a child for each new step on
+    ``/plan/steps`` (the skill's leaf from the registry, by tool name; an
+    ``ask`` step becomes a ``Say`` of the question) and ticks the current one.
+    In YAML it is written as a leaf (``{type: ExecutePlan}``): its children
+    come from the plan, and show in the live view as they are added.
+
+    Blackboard:
+        reads ``/plan/steps``, ``/plan/done``, ``/plan/rejected``;
+        writes ``/dialogue/history`` (why a plan stopped) and ``/llm/tool_results`` (each step's outcome)
+
+    Returns:
+        RUNNING while steps run or more may come; SUCCESS when the plan is done
+        and every step succeeded; FAILURE at the first failing step, or when the
+        plan was cut short by a refused step (the user is told why)
+    """
+
+    YAML_KIND = "leaf"
+    DESCRIPTION = "Run each plan step's skill leaf as soon as the step is validated."
+    PARAMS: dict = {}
+    READS = (keys.PLAN_STEPS, keys.PLAN_DONE, keys.PLAN_REJECTED)
+    WRITES = (keys.DIALOGUE_HISTORY, keys.LLM_TOOL_RESULTS)
+
+    def __init__(self, name: str | None = None, **params: Any):
+        py_trees.composites.Composite.__init__(self, name or "ExecutePlan")
+        self._declare(params)
+        self.registry: Registry | None = None
+        self._setup_kwargs: dict[str, Any] = {}
+        self._steps: list[Step] = []
+
+    def setup(self, **kwargs: Any) -> None:
+        self._setup_kwargs = dict(kwargs)
+        self.registry = kwargs.get("registry", self.registry)
+
+    def _get(self, key: str, default: Any = None) -> Any:
+        return self.blackboard.get(key) if self.blackboard.exists(key) else default
+
+    def tick(self) -> Iterator[py_trees.behaviour.Behaviour]:
+        if self.status != Status.RUNNING:
+            self.remove_all_children()  # a new plan
+            self._steps, self.current_child = [], None
+            self.initialise()
+        problem = self._grow()
+        if problem:
+            yield from self._finish(Status.FAILURE, problem)
+            return
+        index = self.children.index(self.current_child) if self.current_child in self.children else 0
+        for child in self.children[index:]:
+            self.current_child = child
+            yield from child.tick()
+            if child.status == Status.RUNNING:
+                self.status = Status.RUNNING
+                yield self
+                return
+            self._report(child)
+            if child.status != Status.SUCCESS:
+                yield from self._finish(Status.FAILURE, f"{child.name} failed: {child.feedback_message or 'no reason'}")
+                return
+        yield from self._after_last_step()
+
+    def _after_last_step(self) -> Iterator[py_trees.behaviour.Behaviour]:
+        if not self._get(keys.PLAN_DONE, False):
+            self.feedback_message = f"{len(self.children)} step(s) done, waiting for more"
+            self.status = Status.RUNNING
+            yield self
+            return
+        rejected = self._get(keys.PLAN_REJECTED)
+        if rejected:
+            yield from self._finish(Status.FAILURE, f"I could not do all of it: {rejected}")
+            return
+        yield from self._finish(Status.SUCCESS, f"all {len(self.children)} step(s) done")
+
+    def _finish(self, status: Status, message: str) -> Iterator[py_trees.behaviour.Behaviour]:
+        self.feedback_message = message
+        if status == Status.FAILURE:
+            keys.append_turn(self.blackboard, "robot", message if message.startswith("I ") else f"I stopped: {message}")
+        self.stop(status)
+        yield self
+
+    def _grow(self) -> str | None:
+        """Add a child for each new step; the reason if a step has no leaf."""
+        steps = self._get(keys.PLAN_STEPS, []) or []
+        for step in steps[len(self._steps):]:
+            self._steps.append(step)
+            try:
+                child = self._leaf(step)
+            except LookupError as exc:
+                return str(exc)
+            self.add_child(child)
+            child.setup(**self._setup_kwargs)
+        return None
+
+    def _leaf(self, step: Step) -> py_trees.behaviour.Behaviour:
+        if step["skill"] == "ask":
+            spec, params = self._spec("say"), {"text": step["args"]["question"]}
+        else:
+            spec = self._spec(step["skill"])
+            params = {k: v for k, v in step["args"].items() if k in spec.params}
+        summary = " ".join(str(v) for v in step["args"].values() if isinstance(v, str))[:40]
+        leaf = spec.build(f"{step['id']} {step['skill']} {summary}".strip().replace(":", " "), params)
+        leaf.step_id = step["id"]
+        return leaf
+
+    def _spec(self, tool: str) -> NodeSpec:
+        if self.registry is None:
+            raise LookupError("no node registry (the runner passes registry= to setup)")
+        spec = next((s for s in self.registry.skills() if s.tool == tool), None)
+        if spec is None:
+            raise LookupError(f"no skill leaf for the tool '{tool}'")
+        return spec
+
+    def _report(self, child: py_trees.behaviour.Behaviour) -> None:
+        step_id = getattr(child, "step_id", None)
+        results = list(self._get(keys.LLM_TOOL_RESULTS, []) or [])
+        outcome = "done" if child.status == Status.SUCCESS else f"failed: {child.feedback_message}"
+        results.append({"step": step_id, "output": json.dumps({"step": step_id, "outcome": outcome})})
+        self.blackboard.set(keys.LLM_TOOL_RESULTS, results)

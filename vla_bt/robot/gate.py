@@ -1,0 +1,104 @@
+"""The command gate: the only way from a leaf to a robot backend.
+
+Every command is checked by the gate's checks (plan validation, rate limits —
+the safety layer adds them), written to the audit log as ``command`` *before*
+it is sent, and recorded for ``--json``. A refused command is audited as
+``rejected`` and never reaches the robot.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from vla_bt.guards.audit import AuditLog
+
+from .protocol import ActionHandle, ActionState, Command, Perception, Pose, Robot, RobotState
+
+Check = Callable[[Command], "str | None"]
+
+
+class CommandRefusedError(Exception):
+    """A check refused a command; the message says why."""
+
+
+class RefusedHandle:
+    """The handle of a command that was never sent."""
+
+    def __init__(self, reason: str):
+        self._reason = reason
+
+    state = ActionState.FAILED
+    progress = 0.0
+
+    @property
+    def message(self) -> str:
+        return self._reason
+
+    def cancel(self) -> None:
+        pass
+
+
+class CommandGate:
+    """Wraps a robot backend; leaves receive this as ``setup(robot=...)``.
+
+    Args:
+        robot: the backend (simulator or ROS 2)
+        audit: the audit log
+        checks: functions returning a refusal reason, or ``None`` to allow
+    """
+
+    def __init__(self, robot: Robot, audit: AuditLog | None = None, checks: list[Check] | None = None):
+        self.robot = robot
+        self.audit = audit or AuditLog()
+        self.checks = list(checks or [])
+        self.commands: list[Command] = []
+
+    def _send(self, skill: str, args: dict[str, Any], step: str | None,
+              send: Callable[[], ActionHandle]) -> ActionHandle:
+        command = Command(skill, args, step, time.time())
+        for check in self.checks:
+            reason = check(command)
+            if reason:
+                self.audit.write("rejected", skill=skill, args=args, reason=reason, step=step)
+                raise CommandRefusedError(reason)
+        self.audit.write("command", skill=skill, args=args, step=step)
+        self.commands.append(command)
+        return send()
+
+    def navigate(self, pose: Pose, speed: float | None = None, step: str | None = None,
+                 target: str | None = None) -> ActionHandle:
+        args = {"target": target, "pose": [round(v, 4) for v in pose], "speed": speed}
+        return self._send("navigate", args, step, lambda: self.robot.navigate(pose, speed))
+
+    def grasp(self, object_id: str, step: str | None = None) -> ActionHandle:
+        return self._send("grasp", {"object": object_id}, step, lambda: self.robot.grasp(object_id))
+
+    def place(self, pose: Pose, step: str | None = None, target: str | None = None) -> ActionHandle:
+        args = {"target": target, "pose": [round(v, 4) for v in pose]}
+        return self._send("place", args, step, lambda: self.robot.place(pose))
+
+    def hand_over(self, human_id: str, step: str | None = None) -> ActionHandle:
+        return self._send("hand_over", {"to": human_id}, step, lambda: self.robot.hand_over(human_id))
+
+    def safe_stop(self, reason: str, step: str | None = None) -> None:
+        """Stop now. Never refused: stopping is always allowed."""
+        self.audit.write("safe_stop", reason=reason, step=step)
+        self.commands.append(Command("stop", {"reason": reason}, step, time.time()))
+        self.robot.safe_stop(reason)
+
+    def state(self) -> RobotState:
+        return self.robot.state()
+
+    def perceive(self) -> Perception:
+        return self.robot.perceive()
+
+    def setup(self, timeout: float) -> None:
+        self.robot.setup(timeout)
+
+    def shutdown(self) -> None:
+        self.robot.shutdown()
+
+    def step(self) -> None:
+        self.robot.step()

@@ -1,0 +1,861 @@
+"""The embedded simulator: the default robot backend, a point robot in a 2-D world.
+
+``SimRobot`` implements the robot protocol (``vla_bt.robot.protocol.Robot``)
+on a checked world file (DESIGN §7). Units are metres and radians (REP 103).
+
+* The base is differential-drive-like: it turns in place towards the next
+  waypoint at ``TURN_RATE``, drives straight at ``min(speed, max_speed)``,
+  and finally turns in place to the requested heading.
+* Paths stay inside the workspace polygon and never touch a no-go polygon:
+  a visibility graph over slightly inflated polygon vertices, searched with
+  Dijkstra (``find_path`` / ``plan_path``, pure functions other components
+  call to check a path before a command is sent).
+* Time only moves in ``step()`` / ``advance()``, in fixed ``dt`` increments,
+  so the same commands at the same simulated times give the same states.
+* Exactly one action runs at a time: a new accepted command preempts the
+  running one (its handle becomes CANCELLED). A refused command returns a
+  FAILED handle at once and leaves the running action alone.
+
+Example:
+    >>> robot = SimRobot(load_world("config/world.yaml"))
+    >>> handle = robot.navigate(robot.world.place("kitchen"))
+    >>> robot.advance(20.0)
+    >>> handle.state
+    <ActionState.SUCCEEDED: 'succeeded'>
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from vla_bt.robot.protocol import ActionState, Perception, Pose, RobotState
+from vla_bt.robot.world import Point, World, WorldObject, inside
+
+CLEARANCE = 0.1
+"""How far (m) path waypoints keep from no-go corners and from the workspace's corners."""
+
+_EPS = 1e-9
+
+# ---------------------------------------------------------------------------
+# Geometry
+# ---------------------------------------------------------------------------
+
+
+def _cross(ax: float, ay: float, bx: float, by: float) -> float:
+    return ax * by - ay * bx
+
+
+def _point_on_segment(p: Point, q1: Point, q2: Point) -> bool:
+    dx, dy = q2[0] - q1[0], q2[1] - q1[1]
+    if abs(_cross(dx, dy, p[0] - q1[0], p[1] - q1[1])) > _EPS:
+        return False
+    return (min(q1[0], q2[0]) - _EPS <= p[0] <= max(q1[0], q2[0]) + _EPS
+            and min(q1[1], q2[1]) - _EPS <= p[1] <= max(q1[1], q2[1]) + _EPS)
+
+
+def _meets(a: Point, b: Point, q1: Point, q2: Point) -> list[float]:
+    """Where segment a→b meets segment q1→q2, as parameters t ∈ [0, 1] along a→b (empty: nowhere)."""
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    length2 = dx * dx + dy * dy
+    if length2 < _EPS * _EPS:
+        return [0.0] if _point_on_segment(a, q1, q2) else []
+    ex, ey = q2[0] - q1[0], q2[1] - q1[1]
+    wx, wy = q1[0] - a[0], q1[1] - a[1]
+    denom = _cross(dx, dy, ex, ey)
+    if abs(denom) > _EPS:
+        t, u = _cross(wx, wy, ex, ey) / denom, _cross(wx, wy, dx, dy) / denom
+        return [min(max(t, 0.0), 1.0)] if -_EPS <= t <= 1 + _EPS and -_EPS <= u <= 1 + _EPS else []
+    if abs(_cross(dx, dy, wx, wy)) > _EPS * math.sqrt(length2):
+        return []  # parallel, apart
+    # Collinear: the overlap of the two parameter intervals, if any.
+    t1 = (wx * dx + wy * dy) / length2
+    t2 = ((q2[0] - a[0]) * dx + (q2[1] - a[1]) * dy) / length2
+    low, high = max(0.0, min(t1, t2)), min(1.0, max(t1, t2))
+    return [low, high] if low <= high + _EPS else []
+
+
+def _edges(polygon: Sequence[Point]) -> list[tuple[Point, Point]]:
+    return [(polygon[i - 1], polygon[i]) for i in range(len(polygon))]
+
+
+def segment_hits(a: Point, b: Point, polygon: Sequence[Point]) -> bool:
+    """Whether segment a→b enters or touches a polygon (edges included).
+
+    Args:
+        a: start of the segment
+        b: end of the segment
+        polygon: the polygon's vertices
+
+    Returns:
+        True when any point of the segment lies inside or on the polygon
+    """
+    if inside(a, polygon) or inside(b, polygon):
+        return True
+    # With both ends outside, the segment can only reach the polygon across its boundary.
+    return any(_meets(a, b, q1, q2) for q1, q2 in _edges(polygon))
+
+
+def segment_within(a: Point, b: Point, polygon: Sequence[Point]) -> bool:
+    """Whether every point of segment a→b lies inside a polygon or on its edge.
+
+    Args:
+        a: start of the segment
+        b: end of the segment
+        polygon: the polygon's vertices (need not be convex)
+
+    Returns:
+        True when the segment never leaves the polygon
+    """
+    if not (inside(a, polygon) and inside(b, polygon)):
+        return False
+    # Split the segment wherever it meets the boundary; each piece is then wholly in or out.
+    cuts = sorted({0.0, 1.0, *(t for q1, q2 in _edges(polygon) for t in _meets(a, b, q1, q2))})
+    return all(inside(_lerp(a, b, (t0 + t1) / 2), polygon) for t0, t1 in zip(cuts, cuts[1:]) if t1 - t0 > _EPS)
+
+
+def _lerp(a: Point, b: Point, t: float) -> Point:
+    return (a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t)
+
+
+def _signed_area(polygon: Sequence[Point]) -> float:
+    return sum(_cross(q1[0], q1[1], q2[0], q2[1]) for q1, q2 in _edges(polygon)) / 2
+
+
+def _outward_normal(a: Point, b: Point, orientation: float) -> Point | None:
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    length = math.hypot(dx, dy)
+    if length < _EPS:
+        return None
+    # For a counter-clockwise polygon the interior is on the left of each edge, so outward is the right.
+    return (orientation * dy / length, -orientation * dx / length)
+
+
+def offset_vertices(polygon: Sequence[Point], distance: float) -> list[Point]:
+    """Each vertex moved ``distance`` outward (negative: inward), keeping that distance from both its edges.
+
+    Args:
+        polygon: the polygon's vertices, in either orientation
+        distance: metres; positive moves out of the polygon, negative into it
+
+    Returns:
+        the moved vertices (degenerate vertices are skipped)
+    """
+    orientation = 1.0 if _signed_area(polygon) > 0 else -1.0
+    moved = []
+    for i, vertex in enumerate(polygon):
+        n1 = _outward_normal(polygon[i - 1], vertex, orientation)
+        n2 = _outward_normal(vertex, polygon[(i + 1) % len(polygon)], orientation)
+        if n1 is None or n2 is None:
+            continue
+        # The miter point; capped for needle-sharp corners, whose miter would shoot far away.
+        scale = distance / max(1.0 + n1[0] * n2[0] + n1[1] * n2[1], 0.25)
+        moved.append((vertex[0] + (n1[0] + n2[0]) * scale, vertex[1] + (n1[1] + n2[1]) * scale))
+    return moved
+
+
+def _xy(point: Sequence[float]) -> str:
+    return f"({float(point[0]):g}, {float(point[1]):g})"
+
+
+def _metres(distance: float, limit: float) -> str:
+    """A distance rounded for a message, with enough digits that it never reads as within ``limit``."""
+    for digits in range(1, 5):
+        text = f"{distance:.{digits}f}"
+        if float(text) > limit:
+            return text
+    return f"{distance:g}"
+
+
+# ---------------------------------------------------------------------------
+# Path planning
+# ---------------------------------------------------------------------------
+
+
+def point_problem(world: World, point: Sequence[float], label: str = "target") -> str:
+    """Why a point is not a place the robot may be, or "" when it may.
+
+    Args:
+        world: the world with its workspace and no-go zones
+        point: x, y (further items are ignored)
+        label: how the message names the point ("target", "start")
+
+    Returns:
+        e.g. "target (6.5, 0.5) is inside no-go zone 'stairs'", or ""
+    """
+    xy = (float(point[0]), float(point[1]))
+    if world.workspace and not inside(xy, world.workspace):
+        return f"{label} {_xy(xy)} is outside the workspace"
+    for zone in world.no_go:
+        if inside(xy, zone.polygon):
+            return f"{label} {_xy(xy)} is inside no-go zone '{zone.name}'"
+    return ""
+
+
+def _free(world: World, a: Point, b: Point) -> bool:
+    if world.workspace and not segment_within(a, b, world.workspace):
+        return False
+    return not any(segment_hits(a, b, zone.polygon) for zone in world.no_go)
+
+
+def _waypoints(world: World, clearance: float) -> list[Point]:
+    """Candidate corners of shortest paths: no-go vertices pushed out, workspace vertices pushed in."""
+    candidates = [p for zone in world.no_go for p in offset_vertices(zone.polygon, clearance)]
+    if world.workspace:
+        candidates += offset_vertices(world.workspace, -clearance)
+    return [p for p in candidates if not point_problem(world, p)]
+
+
+def _shortest(world: World, nodes: list[Point]) -> list[Point] | None:
+    """Dijkstra from nodes[0] to nodes[1]; edges are checked for visibility only when they could improve."""
+    best = {0: 0.0}
+    previous: dict[int, int] = {}
+    queue = [(0.0, 0)]
+    settled: set[int] = set()
+    while queue:
+        cost, i = heapq.heappop(queue)
+        if i in settled:
+            continue
+        if i == 1:
+            path = [nodes[1]]
+            while i in previous:
+                i = previous[i]
+                path.append(nodes[i])
+            return path[::-1]
+        settled.add(i)
+        for j, node in enumerate(nodes):
+            if j in settled:
+                continue
+            candidate = cost + math.dist(nodes[i], node)
+            if candidate < best.get(j, math.inf) - _EPS and _free(world, nodes[i], node):
+                best[j], previous[j] = candidate, i
+                heapq.heappush(queue, (candidate, j))
+    return None
+
+
+def find_path(world: World, start: Sequence[float], goal: Sequence[float],
+              clearance: float = CLEARANCE) -> tuple[list[Point] | None, str]:
+    """The shortest path from start to goal inside the workspace and clear of every no-go zone, or why not.
+
+    Args:
+        world: the world with its workspace and no-go zones
+        start: x, y (a pose's theta is ignored)
+        goal: x, y (a pose's theta is ignored)
+        clearance: metres kept from no-go corners where the path turns
+
+    Returns:
+        (path, "") with the path's points from start to goal, or (None, reason)
+    """
+    a, b = (float(start[0]), float(start[1])), (float(goal[0]), float(goal[1]))
+    problem = point_problem(world, a, "start") or point_problem(world, b, "target")
+    if problem:
+        return None, problem
+    if _free(world, a, b):
+        return [a, b], ""
+    path = _shortest(world, [a, b, *_waypoints(world, clearance)])
+    if path is not None:
+        return path, ""
+    blockers = [f"'{zone.name}'" for zone in world.no_go if segment_hits(a, b, zone.polygon)]
+    if blockers:
+        return None, "no path around " + ", ".join(blockers)
+    return None, f"no path to {_xy(b)} inside the workspace"
+
+
+def plan_path(world: World, start: Sequence[float], goal: Sequence[float]) -> list[Point] | None:
+    """The path the simulator would drive from start to goal, or None when there is none.
+
+    Args:
+        world: the world with its workspace and no-go zones
+        start: x, y (a pose's theta is ignored)
+        goal: x, y (a pose's theta is ignored)
+
+    Returns:
+        the path's points from start to goal, or None (``find_path`` says why)
+    """
+    return find_path(world, start, goal)[0]
+
+
+def path_length(path: Sequence[Point]) -> float:
+    """Total length of a polyline in metres."""
+    return sum(math.dist(p, q) for p, q in zip(path, path[1:]))
+
+
+def _wrap(angle: float) -> float:
+    """An angle in (-π, π]."""
+    wrapped = math.remainder(angle, math.tau)
+    return math.pi if wrapped == -math.pi else wrapped
+
+
+def _finite_pose(value: Any) -> Pose:
+    try:
+        pose = (float(value[0]), float(value[1]), float(value[2]))
+    except (TypeError, ValueError, IndexError):
+        raise ValueError(f"a pose is three numbers [x, y, theta], got {value!r}") from None
+    if not all(math.isfinite(v) for v in pose):
+        raise ValueError(f"a pose needs finite numbers, got {value!r}")
+    return pose
+
+
+# ---------------------------------------------------------------------------
+# Actions
+# ---------------------------------------------------------------------------
+
+
+class SimAction:
+    """An action of the simulated robot, advanced by its ticks (an ``ActionHandle``).
+
+    Args:
+        robot: the simulator that runs it
+        skill: "navigate", "grasp", "place" or "hand_over"
+        duration: simulated seconds it takes when nothing interrupts it
+        message: what it is doing, while it runs
+
+    Attributes:
+        started_at: sim time of the command
+        ended_at: sim time it ended (within a tick, so exact), None while running
+    """
+
+    def __init__(self, robot: SimRobot, skill: str, duration: float, message: str) -> None:
+        self.skill = skill
+        self._robot = robot
+        self._state = ActionState.RUNNING
+        self._message = message
+        self._duration = duration
+        self._elapsed = 0.0
+        self.started_at = robot.sim_time
+        self.ended_at: float | None = None
+
+    @property
+    def state(self) -> ActionState:
+        return self._state
+
+    @property
+    def progress(self) -> float:
+        if self._state is ActionState.SUCCEEDED:
+            return 1.0
+        return min(1.0, self._elapsed / self._duration) if self._duration > 0 else 0.0
+
+    @property
+    def message(self) -> str:
+        return self._message
+
+    def cancel(self) -> None:
+        """Stop now; the robot stays where it is and the state becomes CANCELLED (idempotent)."""
+        self._robot._cancel(self, "cancelled")
+
+    def _end(self, state: ActionState, message: str, at: float) -> None:
+        if self._state is ActionState.RUNNING:
+            self._state, self._message, self.ended_at = state, message, at
+
+    def _run(self, now: float, budget: float) -> None:
+        """Spend up to ``budget`` simulated seconds starting at ``now``; end the action when it is done."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.skill} {self._state.value} {self.progress:.2f}: {self._message}>"
+
+
+class Navigation(SimAction):
+    """Turn towards each waypoint, drive to it, then turn to the goal's heading.
+
+    Args:
+        robot: the simulator that runs it
+        goal: the final pose
+        path: the planned points, from the robot's position to the goal's
+        speed: m/s, already clamped to the robot's maximum
+    """
+
+    def __init__(self, robot: SimRobot, goal: Pose, path: list[Point], speed: float) -> None:
+        self.goal, self.path, self.speed = goal, path, speed
+        self._phases = self._plan_phases(robot.pose, goal, path)
+        duration = sum(self._phase_time(kind, value, start) for kind, value, start in self._phases)
+        super().__init__(robot, "navigate", duration, f"navigating to {_xy(goal)}")
+
+    @staticmethod
+    def _plan_phases(pose: Pose, goal: Pose, path: list[Point]) -> list[tuple[str, Any, Any]]:
+        """("turn", heading, from_heading) and ("drive", point, from_point) phases, in order."""
+        phases: list[tuple[str, Any, Any]] = []
+        heading, here = pose[2], path[0]
+        for point in path[1:]:
+            if math.dist(here, point) <= _EPS:
+                continue
+            direction = math.atan2(point[1] - here[1], point[0] - here[0])
+            if abs(_wrap(direction - heading)) > _EPS:
+                phases.append(("turn", direction, heading))
+            phases.append(("drive", point, here))
+            heading, here = direction, point
+        # Always end with the goal heading so the final pose is exactly the one asked for.
+        phases.append(("turn", goal[2], heading))
+        return phases
+
+    def _phase_time(self, kind: str, value: Any, start: Any) -> float:
+        if kind == "turn":
+            return abs(_wrap(value - start)) / SimRobot.TURN_RATE
+        return math.dist(start, value) / self.speed
+
+    def _run(self, now: float, budget: float) -> None:
+        robot = self._robot
+        spent = 0.0
+        while self._phases and budget - spent > _EPS:
+            kind, value, _ = self._phases[0]
+            if kind == "turn":
+                used, finished = self._turn(value, budget - spent)
+            else:
+                used, finished = self._drive(value, budget - spent)
+                if robot._battery <= 0.0 and not finished:
+                    self._elapsed += used
+                    self._end(ActionState.FAILED, "battery empty", now + spent + used)
+                    return
+            spent += used
+            self._elapsed += used
+            if finished:
+                self._phases.pop(0)
+        if not self._phases:
+            self._end(ActionState.SUCCEEDED, f"reached {_xy(self.goal)}", now + spent)
+
+    def _turn(self, heading: float, budget: float) -> tuple[float, bool]:
+        x, y, theta = self._robot._pose
+        diff = _wrap(heading - theta)
+        step = min(abs(diff), SimRobot.TURN_RATE * budget)
+        if abs(diff) - step <= _EPS:
+            self._robot._pose = (x, y, heading)
+            return abs(diff) / SimRobot.TURN_RATE, True
+        self._robot._pose = (x, y, _wrap(theta + math.copysign(step, diff)))
+        return budget, False
+
+    def _drive(self, point: Point, budget: float) -> tuple[float, bool]:
+        robot = self._robot
+        x, y, theta = robot._pose
+        remaining = math.dist((x, y), point)
+        step = min(remaining, self.speed * budget)
+        # An empty battery stops the robot exactly where the charge ran out.
+        affordable = robot._battery / robot.DRAIN_PER_METRE if robot.DRAIN_PER_METRE > 0 else math.inf
+        step = min(step, affordable)
+        robot._battery = max(0.0, robot._battery - step * robot.DRAIN_PER_METRE)
+        if remaining - step <= _EPS:
+            robot._pose = (point[0], point[1], theta)
+            return remaining / self.speed, True
+        t = step / remaining
+        robot._pose = (x + (point[0] - x) * t, y + (point[1] - y) * t, theta)
+        return step / self.speed, False
+
+
+class Manipulation(SimAction):
+    """A gripper action taking a fixed time; ``finish`` checks and applies its effect at the end.
+
+    Args:
+        robot: the simulator that runs it
+        skill: "grasp", "place" or "hand_over"
+        message: what it is doing, while it runs
+        finish: returns (succeeded, message) and changes the world when it succeeds
+    """
+
+    def __init__(self, robot: SimRobot, skill: str, message: str, finish: Callable[[], tuple[bool, str]]) -> None:
+        super().__init__(robot, skill, robot.MANIPULATION_TIME, message)
+        self._finish = finish
+
+    def _run(self, now: float, budget: float) -> None:
+        used = min(budget, self._duration - self._elapsed)
+        self._elapsed += used
+        if self._duration - self._elapsed <= _EPS:
+            ok, message = self._finish()
+            self._end(ActionState.SUCCEEDED if ok else ActionState.FAILED, message, now + used)
+
+
+# ---------------------------------------------------------------------------
+# The simulator
+# ---------------------------------------------------------------------------
+
+
+class SimRobot:
+    """The embedded simulated robot, the default backend (implements ``Robot``).
+
+    Args:
+        world: the world it lives in (places, objects, humans, its own spec, workspace, no-go zones)
+        time_scale: simulated seconds per second of ``clock`` (``--time-scale``)
+        seed: seeds ``rng``, the only source of randomness (no noise is modelled by default)
+        clock: the wall clock ``step()`` follows; tests pass a fake one
+        dt: the fixed simulation step in simulated seconds
+
+    Attributes:
+        world: the world as loaded (never changed; current poses live in the simulator)
+        given: object id → id of the person it was handed to
+        stops: (sim time, reason) of every safe stop
+        rng: ``random.Random(seed)`` for noise models
+    """
+
+    REACH = 0.9
+    """Gripper reach (m) from the robot's position, in xy."""
+    HAND_OVER_REACH = 1.2
+    """Greatest distance (m) to a person for a hand-over."""
+    TURN_RATE = 1.5
+    """Turning rate in place (rad/s)."""
+    MANIPULATION_TIME = 1.0
+    """Simulated seconds a grasp, place or hand-over takes."""
+    DRAIN_PER_METRE = 0.01
+    """Battery used per metre driven."""
+    DRAIN_PER_SECOND = 0.0001
+    """Battery used per simulated second, moving or not."""
+
+    def __init__(self, world: World, time_scale: float = 1.0, seed: int = 0,
+                 clock: Callable[[], float] = time.monotonic, dt: float = 0.02) -> None:
+        if not time_scale > 0 or not dt > 0:
+            raise ValueError(f"time_scale and dt must be positive, got time_scale={time_scale!r}, dt={dt!r}")
+        self.world = world
+        self.time_scale = float(time_scale)
+        self.dt = float(dt)
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._started: float | None = None
+        self._ticks = 0
+        self._target = 0.0
+        self._pose: Pose = world.robot.pose
+        self._battery = world.robot.battery
+        self._holding: str | None = None
+        self._stopped = False
+        self._objects: dict[str, WorldObject] = {o.id: o for o in world.objects}
+        self._humans: dict[str, Pose] = {h.id: h.pose for h in world.humans}
+        self._active: SimAction | None = None
+        self.given: dict[str, str] = {}
+        self.stops: list[tuple[float, str]] = []
+
+    # -- time ---------------------------------------------------------------
+
+    def setup(self, timeout: float = 0.0) -> None:
+        """Start following the clock (from the current sim time, so a second setup does not jump).
+
+        Args:
+            timeout: unused; the simulator is ready at once
+        """
+        with self._lock:
+            self._started = self._clock() - self._target / self.time_scale
+
+    def shutdown(self) -> None:
+        """Cancel whatever runs and stop following the clock."""
+        with self._lock:
+            self._cancel(self._active, "robot shut down")
+            self._started = None
+
+    @property
+    def sim_time(self) -> float:
+        """Simulated seconds since the start (a whole number of ``dt``)."""
+        return self._ticks * self.dt
+
+    def step(self) -> None:
+        """Advance simulated time to ``(clock() - start) * time_scale`` in ``dt`` steps (called before each tick)."""
+        with self._lock:
+            if self._started is None:
+                self.setup()
+            assert self._started is not None
+            self._target = max(self._target, (self._clock() - self._started) * self.time_scale)
+            self._run_to_target()
+
+    def advance(self, sim_seconds: float) -> None:
+        """Advance simulated time by ``sim_seconds`` regardless of the clock (exact stepping).
+
+        Args:
+            sim_seconds: how far; a remainder below ``dt`` is carried to the next call
+        """
+        if not sim_seconds >= 0:
+            raise ValueError(f"cannot advance by {sim_seconds!r} s")
+        with self._lock:
+            self._target = max(self._target, self.sim_time) + sim_seconds
+            self._run_to_target()
+
+    def _run_to_target(self) -> None:
+        while (self._ticks + 1) * self.dt <= self._target + _EPS:
+            self._tick()
+
+    def _tick(self) -> None:
+        action = self._active
+        if action is not None:
+            action._run(self.sim_time, self.dt)
+            if action.state.done:
+                self._active = None
+        self._battery = max(0.0, self._battery - self.DRAIN_PER_SECOND * self.dt)
+        self._ticks += 1
+
+    # -- commands -----------------------------------------------------------
+
+    def navigate(self, pose: Pose, speed: float | None = None) -> SimAction:
+        """Drive to ``pose`` along a planned path at ``min(speed, max_speed)`` m/s.
+
+        Args:
+            pose: x, y, theta (metres, radians)
+            speed: m/s, or None for the robot's maximum
+
+        Returns:
+            the running action, or a FAILED one when the target is refused (no-go, workspace, battery)
+        """
+        with self._lock:
+            self._stopped = False
+            try:
+                goal = _finite_pose(pose)
+            except ValueError as error:
+                return self._refuse("navigate", str(error))
+            if speed is not None and not (isinstance(speed, (int, float)) and math.isfinite(speed) and speed > 0):
+                return self._refuse("navigate", f"speed must be a positive number of m/s, got {speed!r}")
+            if self._battery <= 0.0:
+                return self._refuse("navigate", "battery empty")
+            path, reason = find_path(self.world, self._pose, goal)
+            if path is None:
+                return self._refuse("navigate", reason)
+            limit = self.world.robot.max_speed
+            return self._begin(Navigation(self, goal, path, min(speed or limit, limit)))
+
+    def grasp(self, object_id: str) -> SimAction:
+        """Pick up an object within reach; it then moves with the robot.
+
+        Args:
+            object_id: the object's id in the world
+
+        Returns:
+            the running action, or a FAILED one saying why the grasp is impossible
+        """
+        with self._lock:
+            self._stopped = False
+            problem = self._grasp_problem(object_id)
+            if problem:
+                return self._refuse("grasp", problem)
+            return self._begin(Manipulation(self, "grasp", f"grasping {object_id}",
+                                            lambda: self._finish_grasp(object_id)))
+
+    def place(self, pose: Pose) -> SimAction:
+        """Put the held object down at ``pose`` (within reach, inside the workspace, outside no-go zones).
+
+        Args:
+            pose: x, y, theta of the object afterwards
+
+        Returns:
+            the running action, or a FAILED one saying why the place is impossible
+        """
+        with self._lock:
+            self._stopped = False
+            try:
+                target = _finite_pose(pose)
+            except ValueError as error:
+                return self._refuse("place", str(error))
+            problem = self._place_problem(target)
+            if problem:
+                return self._refuse("place", problem)
+            return self._begin(Manipulation(self, "place", f"placing {self._holding} at {_xy(target)}",
+                                            lambda: self._finish_place(target)))
+
+    def hand_over(self, human_id: str) -> SimAction:
+        """Hand the held object to a person within ``HAND_OVER_REACH``.
+
+        Args:
+            human_id: the person's id
+
+        Returns:
+            the running action, or a FAILED one saying why the hand-over is impossible
+        """
+        with self._lock:
+            self._stopped = False
+            problem = self._hand_over_problem(human_id)
+            if problem:
+                return self._refuse("hand_over", problem)
+            return self._begin(Manipulation(self, "hand_over", f"handing {self._holding} to {human_id}",
+                                            lambda: self._finish_hand_over(human_id)))
+
+    def safe_stop(self, reason: str) -> None:
+        """Cancel the running action now; the robot stands still and ``stopped`` latches until the next command.
+
+        Args:
+            reason: why; becomes the cancelled handle's message and is recorded in ``stops``
+        """
+        with self._lock:
+            self._cancel(self._active, f"safe stop: {reason}")
+            self.stops.append((self.sim_time, reason))
+            self._stopped = True
+
+    def _begin(self, action: SimAction) -> SimAction:
+        # One action at a time: the newest accepted command wins.
+        self._cancel(self._active, f"preempted by a new {action.skill}")
+        self._active = action
+        return action
+
+    def _refuse(self, skill: str, reason: str) -> SimAction:
+        action = SimAction(self, skill, 0.0, reason)
+        action._end(ActionState.FAILED, reason, self.sim_time)
+        return action
+
+    def _cancel(self, action: SimAction | None, message: str) -> None:
+        with self._lock:
+            if action is None:
+                return
+            action._end(ActionState.CANCELLED, message, self.sim_time)
+            if self._active is action:
+                self._active = None
+
+    # -- gripper rules --------------------------------------------------------
+
+    def _distance(self, point: Sequence[float]) -> float:
+        return math.dist(self._pose[:2], (point[0], point[1]))
+
+    def _grasp_problem(self, object_id: str) -> str:
+        obj = self._objects.get(object_id)
+        if obj is None:
+            return f"unknown object '{object_id}'"
+        if object_id in self.given:
+            return f"{object_id} was handed to {self.given[object_id]}"
+        if self._battery <= 0.0:
+            return "battery empty"
+        if self._holding is not None:
+            return f"already holding {self._holding}"
+        if not obj.graspable:
+            return f"{object_id} is not graspable"
+        if obj.mass > self.world.robot.payload:
+            return f"{object_id} weighs {obj.mass:g} kg (payload {self.world.robot.payload:g} kg)"
+        distance = self._distance(obj.pose)
+        if distance > self.REACH:
+            return f"{object_id} is {_metres(distance, self.REACH)} m away (reach {self.REACH:g} m)"
+        return ""
+
+    def _place_problem(self, target: Pose) -> str:
+        if self._holding is None:
+            return "holding nothing"
+        if self._battery <= 0.0:
+            return "battery empty"
+        problem = point_problem(self.world, target)
+        if problem:
+            return problem
+        distance = self._distance(target)
+        if distance > self.REACH:
+            return f"target {_xy(target)} is {_metres(distance, self.REACH)} m away (reach {self.REACH:g} m)"
+        return ""
+
+    def _hand_over_problem(self, human_id: str) -> str:
+        if human_id not in self._humans:
+            return f"unknown person '{human_id}'"
+        if self._holding is None:
+            return "holding nothing"
+        if self._battery <= 0.0:
+            return "battery empty"
+        return self._out_of_hand_reach(human_id)
+
+    def _out_of_hand_reach(self, human_id: str) -> str:
+        distance = self._distance(self._humans[human_id])
+        if distance > self.HAND_OVER_REACH:
+            return f"{human_id} is {_metres(distance, self.HAND_OVER_REACH)} m away (reach {self.HAND_OVER_REACH:g} m)"
+        return ""
+
+    def _finish_grasp(self, object_id: str) -> tuple[bool, str]:
+        self._holding = object_id
+        return True, f"holding {object_id}"
+
+    def _finish_place(self, target: Pose) -> tuple[bool, str]:
+        held = self._holding
+        assert held is not None
+        self._objects[held] = replace(self._objects[held], pose=target, at=None)
+        self._holding = None
+        return True, f"placed {held} at {_xy(target)}"
+
+    def _finish_hand_over(self, human_id: str) -> tuple[bool, str]:
+        # People move during the hand-over (scenarios, hazards): check they are still there to take it.
+        if human_id not in self._humans:
+            return False, f"{human_id} is no longer here"
+        problem = self._out_of_hand_reach(human_id)
+        if problem:
+            return False, problem.replace(" is ", " moved away: ", 1)
+        held = self._holding
+        assert held is not None
+        self.given[held] = human_id
+        self._holding = None
+        return True, f"gave {held} to {human_id}"
+
+    # -- people ---------------------------------------------------------------
+
+    def add_human(self, human_id: str, pose: Pose) -> None:
+        """Put a new person into the world (scenarios, hazards).
+
+        Raises:
+            ValueError: the id is already a person or an object
+        """
+        with self._lock:
+            if human_id in self._humans or human_id in self._objects:
+                raise ValueError(f"id '{human_id}' is already in the world")
+            self._humans[human_id] = _finite_pose(pose)
+
+    def move_human(self, human_id: str, pose: Pose) -> None:
+        """Move a person to ``pose``.
+
+        Raises:
+            KeyError: no such person
+        """
+        with self._lock:
+            if human_id not in self._humans:
+                raise KeyError(f"unknown person '{human_id}'")
+            self._humans[human_id] = _finite_pose(pose)
+
+    def remove_human(self, human_id: str) -> None:
+        """Take a person out of the world (they walked away); unknown ids are ignored."""
+        with self._lock:
+            self._humans.pop(human_id, None)
+
+    # -- state and perception -----------------------------------------------------
+
+    @property
+    def pose(self) -> Pose:
+        return self._pose
+
+    @property
+    def battery(self) -> float:
+        return self._battery
+
+    @property
+    def holding(self) -> str | None:
+        return self._holding
+
+    @property
+    def humans(self) -> dict[str, Pose]:
+        """Person id → current pose (a copy)."""
+        with self._lock:
+            return dict(self._humans)
+
+    @property
+    def planned_path(self) -> list[Point]:
+        """The running navigation's path (from where it started to the goal), [] when none runs."""
+        action = self._active
+        return list(action.path) if isinstance(action, Navigation) else []
+
+    @property
+    def action(self) -> SimAction | None:
+        """The running action, if any."""
+        return self._active
+
+    def object_pose(self, object_id: str) -> Pose:
+        """Where an object is now (held objects are where the robot is).
+
+        Raises:
+            KeyError: no such object
+        """
+        with self._lock:
+            return self._pose if object_id == self._holding else self._objects[object_id].pose
+
+    def state(self) -> RobotState:
+        """The state published to ``/robot/*``; ``moving`` is true while any action runs."""
+        with self._lock:
+            return RobotState(pose=self._pose, holding=self._holding, battery=self._battery,
+                              moving=self._active is not None, stopped=self._stopped)
+
+    def perceive(self) -> Perception:
+        """Everything there is, seen perfectly: objects (not those handed over) and people, stamped with sim time."""
+        with self._lock:
+            objects = []
+            for obj in self._objects.values():
+                if obj.id in self.given:
+                    continue
+                record = obj.perception()
+                record["pose"] = list(self.object_pose(obj.id))
+                objects.append(record)
+            humans = [{"id": human_id, "pose": list(pose)} for human_id, pose in self._humans.items()]
+            return Perception(objects=objects, humans=humans, stamp=self.sim_time)
