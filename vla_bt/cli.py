@@ -67,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the next utterance Listen receives (repeat for several turns)")
     run.add_argument("--llm", default="local", metavar="BACKEND",
                      help="local (embedded planner, default) | realtime | chat | scripted:FILE.yaml")
+    run.add_argument("--robot", default="sim", choices=["sim"], help="robot backend (default: the embedded simulator)")
     run.add_argument("--world", metavar="WORLD.yaml", help="world file (default: config/world.yaml)")
+    run.add_argument("--audit", metavar="FILE.jsonl", help="append the audit log here (one JSON object per line)")
+    run.add_argument("--time-scale", type=_positive, default=1.0, metavar="X",
+                     help="run the simulator X times faster than real time (default 1)")
     run.add_argument("--json", action="store_true", help="print one JSON object at the end, nothing else")
     run.add_argument("--max-seconds", type=_positive, metavar="S", help="stop after S seconds")
     run.add_argument("--rate", type=_positive, default=10.0, metavar="HZ", help="tick rate (default 10)")
@@ -122,29 +126,36 @@ def _existing(path: str) -> Path:
 # -- commands --------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
+    from vla_bt.app import assemble, make_robot, needs_model
+    from vla_bt.guards.audit import AuditLog
     from vla_bt.speech import ConsoleUtterances, ScriptedUtterances
-    from vla_bt.tree.runner import Runner
     from vla_bt.viz.console import ConsoleView
 
     loaded = TreeLoader(registry).load(_existing(args.tree))
-    session = _model_session(args, registry, loaded.root)
+    world = _world(args)
+    session = _model_session(args, registry, world) if needs_model(loaded) else None
+    try:
+        robot = make_robot(args.robot, world, time_scale=args.time_scale)
+        audit = AuditLog(args.audit) if args.audit else AuditLog()
+    except (ValueError, OSError) as error:
+        raise BadInputError(str(error)) from None
     utterances = ScriptedUtterances(args.say) if args.say is not None else ConsoleUtterances()
-    runner = Runner(loaded, rate_hz=args.rate, max_seconds=args.max_seconds,
-                    setup_kwargs={"utterances": utterances, "llm": session})
-    if session is not None:
-        runner.shutdown_hooks.append(session.close)
+    run = assemble(loaded, registry, world=world, utterances=utterances, robot=robot, session=session,
+                   audit=audit, rate_hz=args.rate, max_seconds=args.max_seconds)
     out = Console(highlight=False, soft_wrap=True)
-    with runner.signals():
+    with run.runner.signals():
         if args.json:
-            result = runner.run()
+            result = run.execute()
         else:
             with ConsoleView(loaded.root, out) as view:
                 loaded.tree.add_post_tick_handler(view.post_tick)
-                result = runner.run()
+                result = run.execute()
     if args.json:
         print(json.dumps(result.to_json()))
     else:
         style = {"SUCCESS": "green", "FAILURE": "red"}.get(result.status, "yellow")
+        for command in result.commands:
+            out.print(f"[dim]command[/] {escape(command['skill'])} {escape(json.dumps(command['args']))}")
         out.print(f"[bold {style}]{result.status}[/] {escape(result.reason)} "
                   f"[dim]({result.ticks} ticks, {result.seconds:.2f} s)[/]")
     return result.exit_code
@@ -160,19 +171,16 @@ def _world(args: argparse.Namespace) -> Any:
     return load_world(default) if default and default.is_file() else World()
 
 
-def _model_session(args: argparse.Namespace, registry: Registry, root: Any) -> Any:
-    """The model session, made only when the tree talks to a model (a tree without Ask needs no backend)."""
-    from vla_bt.leaves.ask import Ask
+def _model_session(args: argparse.Namespace, registry: Registry, world: Any) -> Any:
+    """The model session for ``--llm``."""
     from vla_bt.llm.backend import BackendError
     from vla_bt.llm.factory import load_llm_config, make_backend
     from vla_bt.llm.session import ModelSession
     from vla_bt.llm.tools import tool_specs
 
-    if not any(isinstance(node, Ask) for node in root.iterate()):
-        return None
     tools = tool_specs(registry)
     try:
-        backend = make_backend(args.llm, tools, load_llm_config(config_dir(args.config)), world=_world(args))
+        backend = make_backend(args.llm, tools, load_llm_config(config_dir(args.config)), world=world)
     except BackendError as error:
         raise BadInputError(str(error)) from None
     return ModelSession(backend, tools)

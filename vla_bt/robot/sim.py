@@ -17,6 +17,7 @@ on a checked world file (DESIGN §7). Units are metres and radians (REP 103).
   FAILED handle at once and leaves the running action alone.
 
 Example:
+    >>> from vla_bt.robot.world import load_world
     >>> robot = SimRobot(load_world("config/world.yaml"))
     >>> handle = robot.navigate(robot.world.place("kitchen"))
     >>> robot.advance(20.0)
@@ -27,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import random
 import threading
@@ -117,7 +119,7 @@ def segment_within(a: Point, b: Point, polygon: Sequence[Point]) -> bool:
         return False
     # Split the segment wherever it meets the boundary; each piece is then wholly in or out.
     cuts = sorted({0.0, 1.0, *(t for q1, q2 in _edges(polygon) for t in _meets(a, b, q1, q2))})
-    return all(inside(_lerp(a, b, (t0 + t1) / 2), polygon) for t0, t1 in zip(cuts, cuts[1:]) if t1 - t0 > _EPS)
+    return all(inside(_lerp(a, b, (t0 + t1) / 2), polygon) for t0, t1 in itertools.pairwise(cuts) if t1 - t0 > _EPS)
 
 
 def _lerp(a: Point, b: Point, t: float) -> Point:
@@ -283,13 +285,21 @@ def plan_path(world: World, start: Sequence[float], goal: Sequence[float]) -> li
 
 def path_length(path: Sequence[Point]) -> float:
     """Total length of a polyline in metres."""
-    return sum(math.dist(p, q) for p, q in zip(path, path[1:]))
+    return sum(math.dist(p, q) for p, q in itertools.pairwise(path))
 
 
 def _wrap(angle: float) -> float:
     """An angle in (-π, π]."""
     wrapped = math.remainder(angle, math.tau)
     return math.pi if wrapped == -math.pi else wrapped
+
+
+def _positive(value: Any) -> bool:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(number) and number > 0
 
 
 def _finite_pose(value: Any) -> Pose:
@@ -373,6 +383,7 @@ class Navigation(SimAction):
 
     def __init__(self, robot: SimRobot, goal: Pose, path: list[Point], speed: float) -> None:
         self.goal, self.path, self.speed = goal, path, speed
+        self._turn_rate = robot.TURN_RATE
         self._phases = self._plan_phases(robot.pose, goal, path)
         duration = sum(self._phase_time(kind, value, start) for kind, value, start in self._phases)
         super().__init__(robot, "navigate", duration, f"navigating to {_xy(goal)}")
@@ -396,22 +407,25 @@ class Navigation(SimAction):
 
     def _phase_time(self, kind: str, value: Any, start: Any) -> float:
         if kind == "turn":
-            return abs(_wrap(value - start)) / SimRobot.TURN_RATE
+            return abs(_wrap(value - start)) / self._turn_rate
         return math.dist(start, value) / self.speed
 
     def _run(self, now: float, budget: float) -> None:
         robot = self._robot
         spent = 0.0
-        while self._phases and budget - spent > _EPS:
+        while self._phases:
             kind, value, _ = self._phases[0]
-            if kind == "turn":
-                used, finished = self._turn(value, budget - spent)
-            else:
-                used, finished = self._drive(value, budget - spent)
-                if robot._battery <= 0.0 and not finished:
-                    self._elapsed += used
-                    self._end(ActionState.FAILED, "battery empty", now + spent + used)
+            turning = kind == "turn"
+            x, y, theta = robot._pose
+            left = abs(_wrap(value - theta)) if turning else math.dist((x, y), value)
+            # Phases with nothing left (the final heading already right) end in this tick, not the next.
+            if left > _EPS:
+                if budget - spent <= _EPS:
+                    break
+                if robot._battery <= 0.0:
+                    self._end(ActionState.FAILED, "battery empty", now + spent)
                     return
+            used, finished = self._turn(value, budget - spent) if turning else self._drive(value, budget - spent)
             spent += used
             self._elapsed += used
             if finished:
@@ -422,10 +436,10 @@ class Navigation(SimAction):
     def _turn(self, heading: float, budget: float) -> tuple[float, bool]:
         x, y, theta = self._robot._pose
         diff = _wrap(heading - theta)
-        step = min(abs(diff), SimRobot.TURN_RATE * budget)
+        step = min(abs(diff), self._turn_rate * budget)
         if abs(diff) - step <= _EPS:
             self._robot._pose = (x, y, heading)
-            return abs(diff) / SimRobot.TURN_RATE, True
+            return abs(diff) / self._turn_rate, True
         self._robot._pose = (x, y, _wrap(theta + math.copysign(step, diff)))
         return budget, False
 
@@ -436,8 +450,10 @@ class Navigation(SimAction):
         step = min(remaining, self.speed * budget)
         # An empty battery stops the robot exactly where the charge ran out.
         affordable = robot._battery / robot.DRAIN_PER_METRE if robot.DRAIN_PER_METRE > 0 else math.inf
-        step = min(step, affordable)
-        robot._battery = max(0.0, robot._battery - step * robot.DRAIN_PER_METRE)
+        if affordable <= step:
+            step, robot._battery = affordable, 0.0  # exactly empty, so no rounding crumbs keep it driving
+        else:
+            robot._battery -= step * robot.DRAIN_PER_METRE
         if remaining - step <= _EPS:
             robot._pose = (point[0], point[1], theta)
             return remaining / self.speed, True
@@ -601,7 +617,7 @@ class SimRobot:
                 goal = _finite_pose(pose)
             except ValueError as error:
                 return self._refuse("navigate", str(error))
-            if speed is not None and not (isinstance(speed, (int, float)) and math.isfinite(speed) and speed > 0):
+            if speed is not None and not _positive(speed):
                 return self._refuse("navigate", f"speed must be a positive number of m/s, got {speed!r}")
             if self._battery <= 0.0:
                 return self._refuse("navigate", "battery empty")
@@ -609,7 +625,7 @@ class SimRobot:
             if path is None:
                 return self._refuse("navigate", reason)
             limit = self.world.robot.max_speed
-            return self._begin(Navigation(self, goal, path, min(speed or limit, limit)))
+            return self._begin(Navigation(self, goal, path, min(float(speed or limit), limit)))
 
     def grasp(self, object_id: str) -> SimAction:
         """Pick up an object within reach; it then moves with the robot.
@@ -763,9 +779,9 @@ class SimRobot:
         # People move during the hand-over (scenarios, hazards): check they are still there to take it.
         if human_id not in self._humans:
             return False, f"{human_id} is no longer here"
-        problem = self._out_of_hand_reach(human_id)
-        if problem:
-            return False, problem.replace(" is ", " moved away: ", 1)
+        if self._out_of_hand_reach(human_id):
+            distance = _metres(self._distance(self._humans[human_id]), self.HAND_OVER_REACH)
+            return False, f"{human_id} moved out of reach ({distance} m away, reach {self.HAND_OVER_REACH:g} m)"
         held = self._holding
         assert held is not None
         self.given[held] = human_id

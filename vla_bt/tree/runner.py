@@ -89,6 +89,8 @@ class Runner:
         self._stop_reason: str | None = None
         self._interrupted = False
         self.shutdown_hooks: list[Callable[[], None]] = []
+        self.on_interrupt: list[Callable[[], None]] = []
+        """Called before the tree is halted when a run is stopped early (e.g. the robot's safe stop)."""
 
     # -- control from other threads or signal handlers -----------------------------
 
@@ -124,6 +126,9 @@ class Runner:
         finally:
             status = self.tree.root.status
             reason = self._stop_reason or explain(self.tree.root)
+            if self._stop_reason:
+                for hook in self.on_interrupt:
+                    hook()
             if status == Status.RUNNING or self._stop_reason:
                 # Halt: stop() reaches every running behaviour's terminate() (py_trees'
                 # BehaviourTree.interrupt() only ends tick_tock loops and would leave them running).

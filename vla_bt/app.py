@@ -1,0 +1,105 @@
+"""Putting a run together: tree, robot, model, audit log, utterances → a ready ``Runner``.
+
+The command line uses this; so can programs that embed vla-bt::
+
+    loaded = load_tree("trees/assistant.yaml")
+    run = assemble(loaded, Registry.default(), world=load_world("config/world.yaml"),
+                   utterances=ScriptedUtterances(["bring me the red cup"]))
+    result = run.execute()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from vla_bt.guards.audit import AuditLog
+from vla_bt.leaves.ask import Ask
+from vla_bt.llm.session import ModelSession
+from vla_bt.robot.gate import CommandGate
+from vla_bt.robot.publisher import RobotPublisher
+from vla_bt.robot.world import World
+from vla_bt.tree.loader import LoadedTree
+from vla_bt.tree.registry import Registry
+from vla_bt.tree.runner import Runner, RunResult
+
+
+def make_robot(kind: str, world: World, time_scale: float = 1.0, seed: int = 0) -> Any:
+    """The robot backend named by ``--robot``.
+
+    Raises:
+        ValueError: an unknown kind
+    """
+    if kind == "sim":
+        from vla_bt.robot.sim import SimRobot
+
+        return SimRobot(world, time_scale=time_scale, seed=seed)
+    raise ValueError(f"unknown --robot '{kind}' (expected sim)")
+
+
+@dataclass
+class Run:
+    """A run ready to execute, and what it is made of.
+
+    Args:
+        runner: the tick loop
+        robot: the command gate around the backend
+        audit: the audit log
+        session: the model session (``None`` when the tree asks no model)
+    """
+
+    runner: Runner
+    robot: CommandGate
+    audit: AuditLog
+    session: ModelSession | None = None
+    setup_timeout: float = 15.0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def execute(self) -> RunResult:
+        """Connect the robot, run the tree, stop safely if interrupted, and report."""
+        self.robot.setup(self.setup_timeout)
+        publisher = self.extras["publisher"]
+        publisher.publish()
+        try:
+            result = self.runner.run()
+        finally:
+            self.robot.shutdown()
+            if self.session is not None:
+                self.session.close()
+            self.audit.close()
+        result.commands = [c.to_json() for c in self.robot.commands]
+        result.trips = self.audit.of_kind("guard_trip")
+        return result
+
+
+def assemble(loaded: LoadedTree, registry: Registry, *, world: World, utterances: Any,
+             robot: Any = None, session: ModelSession | None = None, audit: AuditLog | None = None,
+             rate_hz: float = 10.0, max_seconds: float | None = None) -> Run:
+    """Wire a loaded tree to a robot, a model and the audit log.
+
+    Args:
+        loaded: the tree
+        registry: node types (ExecutePlan builds skill leaves from it)
+        world: the world file (places for grounding, the simulator's world)
+        utterances: where Listen and Confirm hear the user
+        robot: the robot backend (the simulator on ``world`` by default)
+        session: the model session, needed when the tree contains ``Ask``
+        audit: the audit log (in memory by default)
+        rate_hz: tick rate
+        max_seconds: time limit
+    """
+    audit = audit or AuditLog()
+    gate = CommandGate(robot if robot is not None else make_robot("sim", world), audit)
+    publisher = RobotPublisher(gate)
+    runner = Runner(loaded, rate_hz=rate_hz, max_seconds=max_seconds, setup_kwargs={
+        "utterances": utterances, "llm": session, "robot": gate, "world": world, "audit": audit,
+        "registry": registry,
+    })
+    loaded.tree.add_pre_tick_handler(publisher.pre_tick)
+    runner.on_interrupt.append(lambda: gate.safe_stop("run interrupted"))
+    return Run(runner, gate, audit, session, extras={"publisher": publisher})
+
+
+def needs_model(loaded: LoadedTree) -> bool:
+    """Whether the tree talks to a model (a tree without ``Ask`` needs no backend)."""
+    return any(isinstance(node, Ask) for node in loaded.root.iterate())
