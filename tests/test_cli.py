@@ -174,7 +174,7 @@ def test_run_takes_lines_piped_on_stdin_as_utterances() -> None:
         t for t in data["dialogue"] if t["role"] == "user").items()
 
 
-def test_run_unimplemented_leaf_fails_loudly(tmp_path: Path) -> None:
+def test_run_navigate_in_the_simulator_sends_one_audited_command(tmp_path: Path) -> None:
     tree = write_tree(tmp_path, "go.yaml", """\
 version: 1
 root:
@@ -184,13 +184,35 @@ root:
     - {type: Navigate, target: kitchen}
     - {type: Say, text: arrived}
 """)
+    audit = tmp_path / "audit.jsonl"
+    result = run_cli("run", str(tree), "--json", "--time-scale", "50", "--audit", str(audit))
+    assert result.returncode == 0, result.stderr
+    data = one_json_object(result.stdout)
+    assert data["status"] == "SUCCESS"
+    assert [(c["skill"], c["args"]["target"], c["args"]["pose"]) for c in data["commands"]] == \
+        [("navigate", "kitchen", [4.0, 2.0, 0.0])]
+    assert [t["text"] for t in data["dialogue"]] == ["arrived"]
+    lines = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [(e["kind"], e["skill"]) for e in lines] == [("command", "navigate")]
+
+
+def test_run_navigate_to_an_unknown_place_fails_before_any_command(tmp_path: Path) -> None:
+    tree = write_tree(tmp_path, "go.yaml", """\
+version: 1
+root:
+  type: Sequence
+  memory: true
+  children:
+    - {type: Navigate, target: garage}
+    - {type: Say, text: arrived}
+""")
     result = run_cli("run", str(tree), "--json")
     assert result.returncode == 1, result.stderr
     assert_no_traceback(result)
     data = one_json_object(result.stdout)
     assert data["status"] == "FAILURE"
-    assert "not implemented" in data["reason"]
-    assert "Navigate" in data["reason"]
+    assert "garage" in data["reason"] and "Navigate" in data["reason"]
+    assert data["commands"] == []
     assert data["dialogue"] == [], "the Say after the failing leaf must not run"
 
 

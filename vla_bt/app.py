@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vla_bt.guards.audit import AuditLog
+from vla_bt.guards.estop import EStop
 from vla_bt.leaves.ask import Ask
 from vla_bt.llm.session import ModelSession
 from vla_bt.robot.gate import CommandGate
@@ -60,6 +61,7 @@ class Run:
         self.robot.setup(self.setup_timeout)
         publisher = self.extras["publisher"]
         publisher.publish()
+        self.extras["estop"].publish()
         try:
             result = self.runner.run()
         finally:
@@ -74,7 +76,7 @@ class Run:
 
 def assemble(loaded: LoadedTree, registry: Registry, *, world: World, utterances: Any,
              robot: Any = None, session: ModelSession | None = None, audit: AuditLog | None = None,
-             rate_hz: float = 10.0, max_seconds: float | None = None) -> Run:
+             rate_hz: float = 10.0, max_seconds: float | None = None, estop: EStop | None = None) -> Run:
     """Wire a loaded tree to a robot, a model and the audit log.
 
     Args:
@@ -87,6 +89,7 @@ def assemble(loaded: LoadedTree, registry: Registry, *, world: World, utterances
         audit: the audit log (in memory by default)
         rate_hz: tick rate
         max_seconds: time limit
+        estop: the emergency-stop input (one that is never pressed by default)
     """
     audit = audit or AuditLog()
     gate = CommandGate(robot if robot is not None else make_robot("sim", world), audit)
@@ -95,9 +98,12 @@ def assemble(loaded: LoadedTree, registry: Registry, *, world: World, utterances
         "utterances": utterances, "llm": session, "robot": gate, "world": world, "audit": audit,
         "registry": registry,
     })
+    estop = estop or EStop()
+    estop.on_change = runner.wake  # a pressed e-stop is acted on at once, not at the next period
+    loaded.tree.add_pre_tick_handler(estop.pre_tick)
     loaded.tree.add_pre_tick_handler(publisher.pre_tick)
     runner.on_interrupt.append(lambda: gate.safe_stop("run interrupted"))
-    return Run(runner, gate, audit, session, extras={"publisher": publisher})
+    return Run(runner, gate, audit, session, extras={"publisher": publisher, "estop": estop})
 
 
 def needs_model(loaded: LoadedTree) -> bool:

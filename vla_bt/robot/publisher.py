@@ -8,14 +8,16 @@ and ``/perception/humans``.
 
 from __future__ import annotations
 
+import time
+
 import py_trees
 
 from vla_bt import blackboard as keys
 
 from .gate import CommandGate
 
-WRITES = (keys.ROBOT_POSE, keys.ROBOT_HOLDING, keys.ROBOT_BATTERY, keys.PERCEPTION_OBJECTS,
-          keys.PERCEPTION_HUMANS)
+WRITES = (keys.ROBOT_POSE, keys.ROBOT_HOLDING, keys.ROBOT_BATTERY, keys.ROBOT_MOVING, keys.ROBOT_STAMP,
+          keys.PERCEPTION_OBJECTS, keys.PERCEPTION_HUMANS, keys.PERCEPTION_STAMP)
 
 
 class RobotPublisher:
@@ -37,6 +39,9 @@ class RobotPublisher:
         self.blackboard.set(keys.ROBOT_POSE, list(state.pose))
         self.blackboard.set(keys.ROBOT_HOLDING, state.holding)
         self.blackboard.set(keys.ROBOT_BATTERY, state.battery)
+        self.blackboard.set(keys.ROBOT_MOVING, state.moving)
+        self.blackboard.set(keys.ROBOT_STAMP, time.time())
+        self.blackboard.set(keys.PERCEPTION_STAMP, time.time())
         self.blackboard.set(keys.PERCEPTION_OBJECTS, seen.objects)
         self.blackboard.set(keys.PERCEPTION_HUMANS, seen.humans)
 
