@@ -89,6 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
     nodes.add_argument("--json", action="store_true", help="machine-readable output")
     nodes.add_argument("--markdown", action="store_true", help="the node reference as Markdown")
 
+    serve = command("serve-realtime", "Serve the OpenAI Realtime protocol (GA) locally, answered by an embedded "
+                                      "backend, for offline runs, tests and benchmarks.")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 picks a free one)")
+    serve.add_argument("--llm", default="local", metavar="BACKEND", help="local (default) | scripted:FILE.yaml")
+    serve.add_argument("--world", metavar="WORLD.yaml", help="world file for the local planner")
+    serve.add_argument("--pace", default="none", metavar="gpt4o|FIRST_S,TOKENS_PER_S",
+                       help="answer at GPT-4o's published pace (gpt4o), or at a given one (default: no delay)")
+    serve.add_argument("--api-key-env", metavar="VAR",
+                       help="require clients to present the key held in this environment variable")
+
     schema = command("schema", "Write the JSON Schema of the tree format (for editors).")
     schema.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
     return parser
@@ -100,8 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         registry = _registry(args.config)
-        handler = {"run": cmd_run, "validate": cmd_validate, "render": cmd_render,
-                   "nodes": cmd_nodes, "schema": cmd_schema}[args.command]
+        handler = {"run": cmd_run, "validate": cmd_validate, "render": cmd_render, "nodes": cmd_nodes,
+                   "schema": cmd_schema, "serve-realtime": cmd_serve_realtime}[args.command]
         return handler(args, registry)
     except TreeError as error:
         for diagnostic in error.diagnostics:
@@ -257,6 +268,47 @@ def cmd_nodes(args: argparse.Namespace, registry: Registry) -> int:
     for name, problem in registry.plugin_errors.items():
         out.print(f"[red]plugin node {name} unavailable[/]: {escape(problem)}")
     return EXIT_OK
+
+
+def _pace(text: str) -> Any:
+    from vla_bt.llm.pacing import Pacing
+
+    if text == "none":
+        return Pacing()
+    if text == "gpt4o":
+        return Pacing.gpt4o()
+    try:
+        first, rate = (float(v) for v in text.split(","))
+    except ValueError:
+        raise BadInputError(f"--pace: expected gpt4o, none or FIRST_S,TOKENS_PER_S, got {text!r}") from None
+    if first < 0 or rate < 0:
+        raise BadInputError("--pace: values must be ≥ 0")
+    return Pacing(first, rate)
+
+
+def cmd_serve_realtime(args: argparse.Namespace, registry: Registry) -> int:
+    import os
+
+    from vla_bt.llm.endpoint import serve_forever
+    from vla_bt.llm.factory import load_llm_config, make_backend
+    from vla_bt.llm.tools import tool_specs
+
+    if args.llm not in ("local",) and not args.llm.startswith("scripted:"):
+        raise BadInputError("serve-realtime answers with an embedded backend: --llm local or scripted:FILE")
+    if not 0 <= args.port <= 65535:
+        raise BadInputError(f"--port: {args.port} is not a TCP port")
+    key = None
+    if args.api_key_env:
+        key = os.environ.get(args.api_key_env)
+        if not key:
+            raise BadInputError(f"--api-key-env: the environment variable {args.api_key_env} is not set")
+    backend = make_backend(args.llm, tool_specs(registry), load_llm_config(config_dir(args.config)),
+                           world=_world(args))
+    try:
+        serve_forever(args.host, args.port, backend, pacing=_pace(args.pace), api_key=key)
+    except OSError as error:
+        raise BadInputError(f"cannot serve on {args.host}:{args.port}: {error.strerror or error}") from None
+    return EXIT_INTERRUPTED
 
 
 def cmd_schema(args: argparse.Namespace, registry: Registry) -> int:

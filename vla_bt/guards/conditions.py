@@ -144,7 +144,9 @@ def human_clearance(arg: Mapping[str, Any]) -> Condition:
 
     def test(view: View) -> str | None:
         pose = _pose(view)
-        if pose is None or (when == "moving" and not view.get(keys.ROBOT_MOVING, False)):
+        # While a guard holds the robot, "moving" also covers the motion it would resume.
+        resting = not view.get(keys.ROBOT_MOVING, False) and not getattr(view, "holding", False)
+        if pose is None or (when == "moving" and resting):
             return None
         for human in view.get(keys.PERCEPTION_HUMANS, []) or []:
             gap = math.dist(pose, (float(human["pose"][0]), float(human["pose"][1])))

@@ -83,6 +83,11 @@ class Guard(DeclaredDecorator):
         self.world = kwargs.get("world", self.world)
         self.audit = kwargs.get("audit", self.audit)
 
+    @property
+    def holding(self) -> bool:
+        """Tripped and waiting (``on_trip: hold``): conditions judge the motion it would resume."""
+        return self._tripped is not None
+
     # the View protocol of the conditions
     def get(self, key: str, default: Any = None) -> Any:
         return self.blackboard.get(key) if self.blackboard.exists(key) else default
@@ -112,6 +117,10 @@ class Guard(DeclaredDecorator):
         if self.status != Status.RUNNING:
             self.stop(self.status)
         yield self
+
+    def update(self) -> Status:
+        """Not used: ``tick`` decides (the conditions come before the child, every tick)."""
+        return self.decorated.status
 
     def _trip(self, condition: str, reason: str) -> Iterator[py_trees.behaviour.Behaviour]:
         first = self._tripped is None

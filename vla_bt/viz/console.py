@@ -96,7 +96,7 @@ class ConsoleView:
             self._live.update(tree_renderable(self.root), refresh=True)
             return
         for node in changed:
-            if not node.children:
+            if not node.children and node.status != Status.INVALID:
                 self.console.print(_label(node), highlight=False)
 
     def _show_dialogue(self) -> None:
