@@ -13,8 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from vla_bt import blackboard
 from vla_bt.guards.audit import AuditLog
 from vla_bt.guards.estop import EStop
+from vla_bt.guards.validation import PlanValidator, SafetyPolicy
 from vla_bt.leaves.ask import Ask
 from vla_bt.llm.session import ModelSession
 from vla_bt.robot.gate import CommandGate
@@ -76,7 +78,8 @@ class Run:
 
 def assemble(loaded: LoadedTree, registry: Registry, *, world: World, utterances: Any,
              robot: Any = None, session: ModelSession | None = None, audit: AuditLog | None = None,
-             rate_hz: float = 10.0, max_seconds: float | None = None, estop: EStop | None = None) -> Run:
+             rate_hz: float = 10.0, max_seconds: float | None = None, estop: EStop | None = None,
+             policy: SafetyPolicy | None = None) -> Run:
     """Wire a loaded tree to a robot, a model and the audit log.
 
     Args:
@@ -90,9 +93,11 @@ def assemble(loaded: LoadedTree, registry: Registry, *, world: World, utterances
         rate_hz: tick rate
         max_seconds: time limit
         estop: the emergency-stop input (one that is never pressed by default)
+        policy: plan validation settings (``config/safety.yaml``; defaults if omitted)
     """
     audit = audit or AuditLog()
-    gate = CommandGate(robot if robot is not None else make_robot("sim", world), audit)
+    validator = PlanValidator(world, policy or SafetyPolicy(), read=blackboard.read)
+    gate = CommandGate(robot if robot is not None else make_robot("sim", world), audit, checks=validator.checks())
     publisher = RobotPublisher(gate)
     runner = Runner(loaded, rate_hz=rate_hz, max_seconds=max_seconds, setup_kwargs={
         "utterances": utterances, "llm": session, "robot": gate, "world": world, "audit": audit,

@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--robot", default="sim", choices=["sim"], help="robot backend (default: the embedded simulator)")
     run.add_argument("--world", metavar="WORLD.yaml", help="world file (default: config/world.yaml)")
     run.add_argument("--audit", metavar="FILE.jsonl", help="append the audit log here (one JSON object per line)")
+    run.add_argument("--estop-file", metavar="PATH",
+                     help="emergency stop: pressed while this file exists (and does not contain 0)")
     run.add_argument("--time-scale", type=_positive, default=1.0, metavar="X",
                      help="run the simulator X times faster than real time (default 1)")
     run.add_argument("--json", action="store_true", help="print one JSON object at the end, nothing else")
@@ -139,6 +141,8 @@ def _existing(path: str) -> Path:
 def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     from vla_bt.app import assemble, make_robot, needs_model
     from vla_bt.guards.audit import AuditLog
+    from vla_bt.guards.estop import EStop
+    from vla_bt.guards.validation import load_safety_policy
     from vla_bt.speech import ConsoleUtterances, ScriptedUtterances
     from vla_bt.viz.console import ConsoleView
 
@@ -152,7 +156,9 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
         raise BadInputError(str(error)) from None
     utterances = ScriptedUtterances(args.say) if args.say is not None else ConsoleUtterances()
     run = assemble(loaded, registry, world=world, utterances=utterances, robot=robot, session=session,
-                   audit=audit, rate_hz=args.rate, max_seconds=args.max_seconds)
+                   audit=audit, rate_hz=args.rate, max_seconds=args.max_seconds,
+                   estop=EStop(args.estop_file) if args.estop_file else None,
+                   policy=load_safety_policy(config_dir(args.config)))
     out = Console(highlight=False, soft_wrap=True)
     with run.runner.signals():
         if args.json:

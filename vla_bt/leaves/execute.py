@@ -103,12 +103,29 @@ class ExecutePlan(Declared, py_trees.composites.Composite):
         for step in steps[len(self._steps):]:
             self._steps.append(step)
             try:
-                child = self._leaf(step)
+                children = [*self._confirmation(step), self._leaf(step)]
             except LookupError as exc:
                 return str(exc)
-            self.add_child(child)
-            child.setup(**self._setup_kwargs)
+            for child in children:
+                self.add_child(child)
+                child.setup(**self._setup_kwargs)
         return None
+
+    def _confirmation(self, step: Step) -> list[py_trees.behaviour.Behaviour]:
+        """A ``Confirm`` before a high-risk step: the gate sends nothing risky without a "yes"."""
+        if step.get("risk") != "high":
+            return []
+        thing = step["args"].get("object") or step["args"].get("target") or step["skill"]
+        question = f"{thing} is marked high-risk. Shall I {step['skill'].replace('_', ' ')} it?"
+        confirm = self._spec_by_name("Confirm").build(f"{step['id']} confirm {thing}", {"question": question})
+        confirm.step_id = step["id"]
+        return [confirm]
+
+    def _spec_by_name(self, name: str) -> NodeSpec:
+        spec = self.registry.get(name) if self.registry is not None else None
+        if spec is None:
+            raise LookupError(f"no '{name}' node in the registry")
+        return spec
 
     def _leaf(self, step: Step) -> py_trees.behaviour.Behaviour:
         if step["skill"] == "ask":

@@ -56,7 +56,7 @@ class CommandGate:
         self.commands: list[Command] = []
 
     def _send(self, skill: str, args: dict[str, Any], step: str | None,
-              send: Callable[[], ActionHandle]) -> ActionHandle:
+              send: Callable[[dict[str, Any]], ActionHandle]) -> ActionHandle:
         command = Command(skill, args, step, time.time())
         for check in self.checks:
             reason = check(command)
@@ -65,22 +65,22 @@ class CommandGate:
                 raise CommandRefusedError(reason)
         self.audit.write("command", skill=skill, args=args, step=step)
         self.commands.append(command)
-        return send()
+        return send(command.args)  # as checked (a check may have clamped a value)
 
     def navigate(self, pose: Pose, speed: float | None = None, step: str | None = None,
                  target: str | None = None) -> ActionHandle:
         args = {"target": target, "pose": [round(v, 4) for v in pose], "speed": speed}
-        return self._send("navigate", args, step, lambda: self.robot.navigate(pose, speed))
+        return self._send("navigate", args, step, lambda a: self.robot.navigate(pose, a["speed"]))
 
     def grasp(self, object_id: str, step: str | None = None) -> ActionHandle:
-        return self._send("grasp", {"object": object_id}, step, lambda: self.robot.grasp(object_id))
+        return self._send("grasp", {"object": object_id}, step, lambda a: self.robot.grasp(a["object"]))
 
     def place(self, pose: Pose, step: str | None = None, target: str | None = None) -> ActionHandle:
         args = {"target": target, "pose": [round(v, 4) for v in pose]}
-        return self._send("place", args, step, lambda: self.robot.place(pose))
+        return self._send("place", args, step, lambda a: self.robot.place(pose))
 
     def hand_over(self, human_id: str, step: str | None = None) -> ActionHandle:
-        return self._send("hand_over", {"to": human_id}, step, lambda: self.robot.hand_over(human_id))
+        return self._send("hand_over", {"to": human_id}, step, lambda a: self.robot.hand_over(a["to"]))
 
     def safe_stop(self, reason: str, step: str | None = None) -> None:
         """Stop now. Never refused: stopping is always allowed."""
