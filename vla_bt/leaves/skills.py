@@ -126,7 +126,10 @@ class SkillLeaf(SceneAware):
 
     def terminate(self, new_status: Status) -> None:
         if self._handle is not None and self._handle.state is ActionState.RUNNING:
-            self._handle.cancel()  # halted: the robot must not go on with it
+            # Halted (a guard, a failed sibling, a lost model, Ctrl-C): the robot must not go on with it.
+            self._handle.cancel()
+            if self.robot is not None:
+                self.robot.safe_stop(f"{self.name} halted", step=self.step_id)
 
 
 class Navigate(SkillLeaf):

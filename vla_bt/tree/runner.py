@@ -9,6 +9,7 @@ every running behaviour, before the tree is shut down.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -24,6 +25,7 @@ from vla_bt import blackboard as keys
 from .loader import LoadedTree
 
 Status = py_trees.common.Status
+log = logging.getLogger(__name__)
 DEFAULT_RATE_HZ = 10.0
 
 
@@ -88,6 +90,7 @@ class Runner:
         self.setup_kwargs = {"wake": self.wake, **(setup_kwargs or {})}
         self._stop_reason: str | None = None
         self._interrupted = False
+        self._crashed = False
         self.shutdown_hooks: list[Callable[[], None]] = []
         self.on_interrupt: list[Callable[[], None]] = []
         """Called before the tree is halted when a run is stopped early (e.g. the robot's safe stop)."""
@@ -123,6 +126,9 @@ class Runner:
                 self._wake.wait(self.period)
         except KeyboardInterrupt:
             self._stop_reason, self._interrupted = "interrupted", True
+        except Exception as exc:  # noqa: BLE001 - a broken leaf must still end in a safe stop
+            log.exception("error while ticking")
+            self._stop_reason, self._crashed = f"error in the tree: {type(exc).__name__}: {exc}", True
         finally:
             status = self.tree.root.status
             reason = self._stop_reason or explain(self.tree.root)
@@ -137,6 +143,8 @@ class Runner:
                 hook()
             self.tree.shutdown()
         final = status.name if status in (Status.SUCCESS, Status.FAILURE) and not self._stop_reason else "RUNNING"
+        if self._crashed:
+            final = "FAILURE"
         return RunResult(
             status=final, reason=reason, interrupted=self._interrupted, ticks=self.tree.count,
             seconds=time.monotonic() - started,
