@@ -316,7 +316,7 @@ def test_fetch_and_hand_over_to_alice(robot: SimRobot, world: World) -> None:
     assert robot.hand_over("alice").message == "holding nothing"
     finish(robot, robot.navigate(world.places["kitchen"]))
     finish(robot, robot.grasp("cup_red"))
-    assert robot.hand_over("alice").message == "alice is 3.8 m away (reach 1.2 m)"
+    assert robot.hand_over("alice").message == "alice is 3.6 m away (reach 1.2 m)"  # kitchen (4, 2) to alice (0.5, 1.2)
     finish(robot, robot.navigate(world.places["user"]))
     start = robot.sim_time
     handle = finish(robot, robot.hand_over("alice"))

@@ -126,7 +126,7 @@ class Runner:
                 self._wake.wait(self.period)
         except KeyboardInterrupt:
             self._stop_reason, self._interrupted = "interrupted", True
-        except Exception as exc:  # noqa: BLE001 - a broken leaf must still end in a safe stop
+        except Exception as exc:  # a broken leaf must still end in a safe stop
             log.exception("error while ticking")
             self._stop_reason, self._crashed = f"error in the tree: {type(exc).__name__}: {exc}", True
         finally:
