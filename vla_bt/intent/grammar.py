@@ -138,7 +138,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("come", ("navigate",), "", (
         "come [over | back | along] [here | over here | back here | to me | back to me | with me]",
     )),
-    Family("go_back", ("navigate",), "go back", (
+    Family("go_back", ("navigate",), "", (
         "(go | drive | move | head | get) back",
         "return",
         "(go | get | head) back to where you (were | came from)",
@@ -831,8 +831,12 @@ class Grammar:
             self._problem(f"phrase '{template}' of tool '{tool.name}' left out: {exc}")
 
     def _without_vocabulary(self, phrases: Iterable[tuple[str, ...]]) -> list[tuple[str, ...]]:
-        names = self.vocabulary.words()
-        return [p for p in phrases if not set(p) & names]
+        """Filler phrases the world does not use as names: "robot" is no filler in a world with a robot toy."""
+        vocabulary = self.vocabulary
+        names = {words for group in (vocabulary.places, vocabulary.labels, vocabulary.colors)
+                 for words in group.values()}
+        single = vocabulary.words()
+        return [p for p in phrases if p not in names and not (len(p) == 1 and p[0] in single)]
 
     def _build_lexicon(self) -> set[str]:
         words = {w for p in self.phrases for w in template_words(p.node)}
@@ -1065,7 +1069,9 @@ class Grammar:
 
     def capabilities(self) -> list[str]:
         """What the grammar lets a user ask for, in words ("go to a place", "bring you something", …)."""
-        found = [f.summary for f in self.families if f.summary]
+        order = ("navigate", "fetch", "pick", "put", "give", "say", "stop")
+        families = sorted(self.families, key=lambda f: order.index(f.name) if f.name in order else len(order))
+        found = [f.summary for f in families if f.summary]
         found += [spoken(p.family) for p in self.phrases if p.tool and p.family not in BUILTIN_TOOLS]
         return list(dict.fromkeys(found))
 

@@ -25,6 +25,7 @@ class Listen(Leaf):
     Args:
         name: node name
         timeout: seconds to wait before failing; ``null`` waits as long as the source may still speak
+        wait: ``false`` fails at once when nothing was said (to let speech interrupt a task)
 
     Blackboard:
         writes ``/dialogue/utterance`` (the text) and ``/dialogue/history`` (a user turn)
@@ -38,6 +39,8 @@ class Listen(Leaf):
     PARAMS = {
         "timeout": Param({"type": ["number", "null"], "exclusiveMinimum": 0},
                          "seconds to wait before failing (null: no limit)", default=None),
+        "wait": Param({"type": "boolean"}, "false: fail at once when nobody has spoken (a condition, "
+                      "e.g. to let speech interrupt a task)", default=True),
     }
     WRITES = (keys.DIALOGUE_UTTERANCE, keys.DIALOGUE_HISTORY)
 
@@ -65,6 +68,9 @@ class Listen(Leaf):
             return Status.SUCCESS
         if self.source.exhausted:
             self.feedback_message = "no more utterances (each --say gives one)"
+            return Status.FAILURE
+        if not self.param("wait"):
+            self.feedback_message = "nobody spoke"
             return Status.FAILURE
         if self._deadline is not None and time.monotonic() > self._deadline:
             self.feedback_message = f"nothing heard within {self.param('timeout')} s"
