@@ -236,11 +236,11 @@ def test_validate_refuses_out_of_range_params_with_file_line_col(wave_plugin: Pa
     """)
     result = vla_bt("validate", str(tree))
     assert result.returncode == 1, result.stdout + result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    errors = [line for line in result.stderr.splitlines() if re.match(r"^\S+:\d+:\d+: ", line)]
     assert len(errors) == 2, result.stderr  # every error of the file, not just the first
-    assert re.fullmatch(rf"error: {re.escape(str(tree))}:8:14: parameter 'times' of Wave: 99 .*maximum of 10",
+    assert re.fullmatch(rf"{re.escape(str(tree))}:8:14: parameter 'times' of Wave: 99 .*maximum of 10",
                         errors[0]), errors[0]
-    assert re.fullmatch(rf"error: {re.escape(str(tree))}:9:36: parameter 'ticks_per_wave' of Wave: 0 .*minimum of 1",
+    assert re.fullmatch(rf"{re.escape(str(tree))}:9:36: parameter 'ticks_per_wave' of Wave: 0 .*minimum of 1",
                         errors[1]), errors[1]
 
 
@@ -368,11 +368,11 @@ def test_dotted_paths_outside_the_allowlist_are_refused_without_importing(tmp_pa
     """)
     result = vla_bt("validate", str(tree), env={"PYTHONPATH": str(modules)})
     assert result.returncode == 1, result.stdout + result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    errors = [line for line in result.stderr.splitlines() if re.match(r"^\S+:\d+:\d+: ", line)]
     assert len(errors) == 3, result.stderr
     for line, (error, dotted) in enumerate(zip(errors, ["subprocess.Popen", "os.system", "sneaky_mod.Thing"],
                                                strict=True), start=6):
-        assert error.startswith(f"error: {tree}:{line}:14: '{dotted}' is not on the import allowlist"), error
+        assert error.startswith(f"{tree}:{line}:14: '{dotted}' is not on the import allowlist"), error
         assert "config/registry.yaml" in error
     assert not marker.exists(), "validation imported a module that is not on the allowlist"
 

@@ -197,7 +197,8 @@ def _model_session(args: argparse.Namespace, registry: Registry, world: Any) -> 
 
     tools = tool_specs(registry)
     try:
-        backend = make_backend(args.llm, tools, load_llm_config(config_dir(args.config)), world=world)
+        backend = make_backend(args.llm, tools, load_llm_config(config_dir(args.config)), world=world,
+                               registry=registry)
     except BackendError as error:
         raise BadInputError(str(error)) from None
     return ModelSession(backend, tools)
@@ -309,7 +310,7 @@ def cmd_serve_realtime(args: argparse.Namespace, registry: Registry) -> int:
         if not key:
             raise BadInputError(f"--api-key-env: the environment variable {args.api_key_env} is not set")
     backend = make_backend(args.llm, tool_specs(registry), load_llm_config(config_dir(args.config)),
-                           world=_world(args))
+                           world=_world(args), registry=registry)
     try:
         serve_forever(args.host, args.port, backend, pacing=_pace(args.pace), api_key=key)
     except OSError as error:

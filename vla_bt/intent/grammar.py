@@ -895,7 +895,7 @@ class Grammar:
     def words(self, utterance: str) -> tuple[str, ...]:
         """The utterance's normalised words without fillers and punctuation ("Please, the red one!" → the red one)."""
         tokens = [t for t in self.tokens(utterance) if not t.mark]
-        return tuple(t.word for t in self._strip(tokens)[0])
+        return tuple(t.word for t in self._strip(tokens, leading=False)[0])
 
     def _phrase_at(self, tokens: Sequence[Token], i: int, phrases: Iterable[tuple[str, ...]]) -> int:
         best = 0
@@ -905,12 +905,12 @@ class Grammar:
                 best = n
         return best
 
-    def _strip(self, tokens: Sequence[Token]) -> tuple[list[Token], frozenset[str]]:
-        """Tokens without fillers and speed words, and the speed modifiers found."""
+    def _strip(self, tokens: Sequence[Token], leading: bool = True) -> tuple[list[Token], frozenset[str]]:
+        """Tokens without fillers and speed words (and leading words: "first …"), and the speed modifiers found."""
         kept: list[Token] = []
         modifiers: set[str] = set()
         i = 0
-        while i < len(tokens) and not kept and (n := self._phrase_at(tokens, i, self._leading)):
+        while leading and i < len(tokens) and (n := self._phrase_at(tokens, i, self._leading)):
             i += n
         while i < len(tokens):
             n = self._phrase_at(tokens, i, self._modifiers)
@@ -968,7 +968,7 @@ class Grammar:
             if index + 1 < len(segments) and [t.word for t in core] == ["go"]:
                 carry = core  # "go and get the cup" is "go get the cup"
                 continue
-            if clauses and clauses[-1].prefix:
+            if clauses and clauses[-1].prefix and self._looks_like_reference(core):
                 elided = self._best([*clauses[-1].prefix, *core], utterance, segment)
                 if elided is not None and elided.family == clauses[-1].family:
                     clauses.append(elided)
@@ -976,6 +976,13 @@ class Grammar:
             return Parse(utterance, tuple(clauses), failed=utterance[segment[0].start:segment[-1].end],
                          stop_heard=stop_heard)
         return Parse(utterance, tuple(clauses), stop_heard=stop_heard)
+
+    def _looks_like_reference(self, tokens: Sequence[Token]) -> bool:
+        """ "the blue cup", "kitchen", "alice": what may stand alone after "pick up the red cup and"."""
+        words = [t.word for t in tokens]
+        vocabulary = self.vocabulary
+        return words[0] in DETERMINERS or vocabulary.place(words) is not None \
+            or vocabulary.human(words) is not None or vocabulary.object_ref(words).understood
 
     def _match_segment(self, segment: list[Token], utterance: str) -> Clause | None:
         core, modifiers = self._strip(segment)

@@ -63,7 +63,8 @@ def load_llm_config(directory: Path | None) -> LlmConfig:
     return config
 
 
-def make_backend(choice: str, tools: list[ToolSpec], config: LlmConfig, world: Any = None) -> Backend:
+def make_backend(choice: str, tools: list[ToolSpec], config: LlmConfig, world: Any = None,
+                 registry: Any = None) -> Backend:
     """The backend named by ``--llm``.
 
     Args:
@@ -71,6 +72,7 @@ def make_backend(choice: str, tools: list[ToolSpec], config: LlmConfig, world: A
         tools: the skills offered
         config: settings from ``config/llm.yaml``
         world: the world (the local planner's vocabulary)
+        registry: the node registry (the phrasings skills declare for the local planner)
 
     Raises:
         BackendError: an unknown choice, or a backend whose optional dependency is missing
@@ -84,7 +86,10 @@ def make_backend(choice: str, tools: list[ToolSpec], config: LlmConfig, world: A
         from .local import LocalPlanner
 
         pacing = Pacing(float(config.local["first_token_s"]), float(config.local["tokens_per_s"]))
-        return LocalPlanner(world, tools, pacing=pacing)
+        from vla_bt.intent.grammar import phrases_from_registry
+
+        phrases = phrases_from_registry(registry) if registry is not None else None
+        return LocalPlanner(world, tools, pacing=pacing, phrases=phrases)
     if choice in ("realtime", "chat"):
         try:
             if choice == "realtime":

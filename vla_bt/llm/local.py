@@ -30,7 +30,7 @@ import math
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vla_bt.intent.grammar import NUMBER_WORDS, Clause, Grammar, ObjectRef, PhraseDecl, Slot, SlotValue, spoken
 from vla_bt.robot.world import World, WorldObject
@@ -39,6 +39,9 @@ from .backend import Backend, ToolSpec, TurnRequest
 from .events import StreamError, StreamEvent
 from .pacing import Pacing
 from .scripted import PlannedCall, PlannedResponse, stream_planned
+
+if TYPE_CHECKING:
+    from vla_bt.tree.registry import Registry
 
 SLOW_SPEED = 0.2
 """m/s for "slowly" (never above the robot's maximum)."""
@@ -53,9 +56,10 @@ CANCEL = {("never", "mind"), ("nevermind",), ("forget", "it"), ("cancel",), ("ca
 ACKNOWLEDGED = {"thanks", "thank", "you", "ok", "okay", "yes", "yeah", "yep", "sure", "great", "good", "fine",
                 "cool", "alright", "perfect", "nice", "robot", "please"}
 HELP = {("help",), ("what", "can", "you", "do"), ("what", "do", "you", "know")}
-LEAD_INS = (("i", "mean"), ("i", "meant"), ("i", "said"), ("no",), ("i", "want"), ("take",), ("use",), ("go", "to"))
+LEAD_INS = (("i", "mean"), ("i", "meant"), ("i", "said"), ("no",), ("i", "want"), ("use",))
 ANY = {"any", "either", "whichever", "any one", "either one", "anyone", "any of them", "doesn't matter",
        "it doesn't matter", "you choose"}
+QUANTIFIERS = {"both", "all", "every", "each", "two", "three", "four", "five", "several", "many", "few"}
 HERE = {("here",), ("over", "here")}
 THERE = {("there",), ("over", "there"), ("back", "there")}
 _DETERMINER = re.compile(r"^\s*(the|a|an|my|your|our|some)\s+", re.IGNORECASE)
@@ -89,7 +93,6 @@ class Pending:
         candidates: object ids to choose from ("which cup?"); empty: any
         label: the label of the candidates ("the red one")
         question: the question asked
-        stop: the instruction also said stop (kept with the plan)
     """
 
     clauses: tuple[Clause, ...]
@@ -243,20 +246,23 @@ class _Plan:
 
     def _object(self, ref: ObjectRef, value: SlotValue, name: str) -> WorldObject:
         planner = self.planner
-        said = _as_said(value)
+        said, heard = _as_said(value), value.text or " ".join(value.words)
         if ref.pronoun:
             known = self.state.last_object or self.state.holding
             if known is None:
-                raise self.ask(f"What do you mean by '{said}'? I know: {planner.known_objects()}.", name, "object")
+                raise self.ask(f"What do you mean by '{heard}'? I know: {planner.known_objects()}.", name, "object")
             return self.obj(known)
         if ref.object_id:
             return self.obj(ref.object_id)
         if not ref.understood:
             if ref.label:
                 same = [o for o in self.world.objects if o.label == ref.label]
-                raise self.ask(f"I don't see a {' '.join(ref.unknown)} {spoken(ref.label)}. I know: "
-                               f"{_listing(planner.describe_all(same))}.", name, "object", [o.id for o in same],
-                               ref.label)
+                known = _listing(planner.describe_all(same))
+                if len(ref.unknown) == 1 and ref.unknown[0] not in QUANTIFIERS:  # "the purple cup"
+                    lead = f"I don't see a {ref.unknown[0]} {spoken(ref.label)}"
+                else:  # "both cups", "the cup next to the knife"
+                    lead = f"I don't know what you mean by '{said}'"
+                raise self.ask(f"{lead}. I know: {known}.", name, "object", [o.id for o in same], ref.label)
             raise self.ask(f"I don't know an object called '{said}'. I know: {planner.known_objects()}.",
                            name, "object")
         label = ref.label
@@ -264,7 +270,7 @@ class _Plan:
         if label is None and (ref.one or ref.other):
             label = last.label if last is not None else None
             if label is None and not ref.color:
-                raise self.ask(f"Which object do you mean by '{said}'? I know: {planner.known_objects()}.",
+                raise self.ask(f"Which object do you mean by '{heard}'? I know: {planner.known_objects()}.",
                                name, "object")
         matches = [o for o in self.world.objects
                    if (label is None or o.label == label) and (ref.color is None or o.color == ref.color)
@@ -313,7 +319,7 @@ class _Plan:
         """
         override = self._override(name)
         if override is not None:
-            if override.kind == "object":
+            if override.kind == "object" and purpose != "place":
                 self.state.last_object = override.value
             return override
         planner, state = self.planner, self.state
@@ -460,8 +466,9 @@ class _Plan:
 
     def do_tell(self, clause: Clause) -> None:
         person = self.human(clause.slots["person"], "person")
-        text = clause.slots["text"].text
-        self.call("say", text=text if person == "user" else f"{person[:1].upper()}{person[1:]}, {text}")
+        if person == "user":  # "tell me a joke" asks for more than saying words
+            raise Clarify(f"Sorry, I didn't understand '{clause.text}'. {self.planner.offer()} What should I do?")
+        self.call("say", text=f"{person[:1].upper()}{person[1:]}, {clause.slots['text'].text}")
 
     def do_say(self, clause: Clause) -> None:
         self.call("say", text=clause.slots["text"].text)
@@ -559,7 +566,7 @@ class LocalPlanner(Backend):
         self.pacing = pacing or Pacing()
 
     @classmethod
-    def from_registry(cls, world: World | None, registry: Any, pacing: Pacing | None = None) -> LocalPlanner:
+    def from_registry(cls, world: World | None, registry: Registry, pacing: Pacing | None = None) -> LocalPlanner:
         """A planner offering the registry's skills, with the phrasings their classes declare (``PHRASES``)."""
         from vla_bt.intent.grammar import phrases_from_registry
 
@@ -633,9 +640,11 @@ class LocalPlanner(Backend):
         if every in HELP or words in HELP:
             return self._ask(f"{self.offer()} What should I do?"), _without_pending(state)
         parse = grammar.parse(text)
-        if parse.ok:
+        if parse.ok and not self._answers_with_verb(parse, pending):
             return self._execute(parse.clauses, {}, state, parse.stop_heard)
         if pending is not None and pending.slot is not None:
+            if parse.ok:  # "take the red one": the object is the answer
+                words = parse.clauses[0].slots["object"].words
             answer = self._answer(words, pending, state)
             if isinstance(answer, Resolved):
                 overrides = {**pending.overrides, pending.slot: answer}
@@ -659,8 +668,9 @@ class LocalPlanner(Backend):
             plan.run()
         except Clarify as question:
             asked = copy.deepcopy(state)
-            asked.pending = Pending(tuple(clauses), dict(overrides), question.slot, question.kind,
-                                    question.candidates, question.label, question.question)
+            asked.pending = None if question.slot is None else Pending(
+                tuple(clauses), dict(overrides), question.slot, question.kind, question.candidates, question.label,
+                question.question)
             calls = (PlannedCall("stop", "{}"),) if stop_heard and "stop" in self.grammar.tools else ()
             return self._ask(question.question, calls), asked
         text = " ".join(plan.notes)
@@ -671,6 +681,16 @@ class LocalPlanner(Backend):
             return PlannedResponse(text=question, tool_calls=tuple(before))
         call = PlannedCall("ask", json.dumps({"question": question}, ensure_ascii=False))
         return PlannedResponse(tool_calls=(*before, call))
+
+    def _answers_with_verb(self, parse: Any, pending: Pending | None) -> bool:
+        """ "Take the red one" answers "which cup?": one picking clause whose "one" needs the question's label."""
+        if pending is None or pending.slot is None or pending.kind != "object" or len(parse.clauses) != 1:
+            return False
+        clause = parse.clauses[0]
+        if clause.family != "pick" or "object" not in clause.slots:
+            return False
+        ref = self.grammar.vocabulary.object_ref(clause.slots["object"].words)
+        return ref.one and not ref.other and ref.label is None
 
     def _answer(self, words: Sequence[str], pending: Pending, state: DialogueState) -> Resolved | str | None:
         """The answer to a waiting question: resolved, a reason it does not fit (``str``), or ``None`` (no answer)."""

@@ -37,6 +37,9 @@ class Declared:
     WRITES: ClassVar[tuple[str, ...]] = ()
     TOOL: ClassVar[str | None] = None
     """Name under which the model may call this node as a skill (``navigate`` …), if any."""
+    PHRASES: ClassVar[Any] = None
+    """Phrasings the embedded planner understands for the tool (see docs/local-planner.md), e.g.
+    ``["wave [at me]", "wave {times} times"]``."""
 
     params: dict[str, Any]
     blackboard: py_trees.blackboard.Client
