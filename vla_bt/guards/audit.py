@@ -9,6 +9,7 @@ The API key and raw audio never reach this log: values are passed through
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import threading
@@ -25,6 +26,8 @@ def redact(value: Any) -> Any:
         key = os.environ.get("OPENAI_API_KEY")
         value = value.replace(key, "[redacted]") if key and len(key) >= 8 else value
         return SECRET.sub("[redacted]", value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)  # JSON has no NaN or Infinity: keep the line strict JSON
     if isinstance(value, (bytes, bytearray, memoryview)):
         return f"[{len(value)} bytes]"
     if isinstance(value, dict):
@@ -60,7 +63,7 @@ class AuditLog:
         with self._lock:
             self.events.append(event)
             if self._file is not None:
-                self._file.write(json.dumps(event, default=str) + "\n")
+                self._file.write(json.dumps(event, default=str, allow_nan=False) + "\n")
                 self._file.flush()
         return event
 

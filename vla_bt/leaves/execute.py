@@ -47,6 +47,7 @@ class ExecutePlan(Declared, py_trees.composites.Composite):
         self.registry: Registry | None = None
         self._setup_kwargs: dict[str, Any] = {}
         self._steps: list[Step] = []
+        self._next = 0  # the first child that has not finished
 
     def setup(self, **kwargs: Any) -> None:
         self._setup_kwargs = dict(kwargs)
@@ -58,15 +59,14 @@ class ExecutePlan(Declared, py_trees.composites.Composite):
     def tick(self) -> Iterator[py_trees.behaviour.Behaviour]:
         if self.status != Status.RUNNING:
             self.remove_all_children()  # a new plan
-            self._steps, self.current_child = [], None
+            self._steps, self.current_child, self._next = [], None, 0
             self.initialise()
         problem = self._grow()
         if problem:
             yield from self._finish(Status.FAILURE, problem)
             return
-        index = self.children.index(self.current_child) if self.current_child in self.children else 0
-        for child in self.children[index:]:
-            self.current_child = child
+        while self._next < len(self.children):  # finished steps are never ticked again
+            child = self.current_child = self.children[self._next]
             yield from child.tick()
             if child.status == Status.RUNNING:
                 self.status = Status.RUNNING
@@ -76,6 +76,7 @@ class ExecutePlan(Declared, py_trees.composites.Composite):
             if child.status != Status.SUCCESS:
                 yield from self._finish(Status.FAILURE, f"{child.name} failed: {child.feedback_message or 'no reason'}")
                 return
+            self._next += 1
         yield from self._after_last_step()
 
     def _after_last_step(self) -> Iterator[py_trees.behaviour.Behaviour]:
