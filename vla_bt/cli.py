@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--robot", default="sim", choices=["sim"], help="robot backend (default: the embedded simulator)")
     run.add_argument("--world", metavar="WORLD.yaml", help="world file (default: config/world.yaml)")
     run.add_argument("--audit", metavar="FILE.jsonl", help="append the audit log here (one JSON object per line)")
+    run.add_argument("--session", metavar="FILE.json",
+                     help="keep the conversation in this file: a later run continues it")
     run.add_argument("--estop-file", metavar="PATH",
                      help="emergency stop: pressed while this file exists (and does not contain 0)")
     run.add_argument("--time-scale", type=_positive, default=1.0, metavar="X",
@@ -159,6 +161,13 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
                    audit=audit, rate_hz=args.rate, max_seconds=args.max_seconds,
                    estop=EStop(args.estop_file) if args.estop_file else None,
                    policy=load_safety_policy(config_dir(args.config)))
+    if args.session:
+        from vla_bt.session_file import SessionFile
+
+        session_file = SessionFile(args.session)
+        session_file.load()
+        loaded.tree.add_post_tick_handler(session_file.post_tick)
+        run.runner.shutdown_hooks.append(session_file.save)
     out = Console(highlight=False, soft_wrap=True)
     with run.runner.signals():
         if args.json:

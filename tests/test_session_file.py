@@ -1,0 +1,70 @@
+"""A conversation continues across runs through the session file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vla_bt import blackboard as keys
+from vla_bt.session_file import SessionFile
+from vla_bt.tree.diagnostics import TreeError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "vla_bt", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_a_second_run_continues_the_conversation_of_the_first(tmp_path: Path) -> None:
+    session = tmp_path / "session.json"
+    first = run("run", "trees/assistant.yaml", "--say", "go to the kitchen", "--session", str(session),
+                "--time-scale", "50", "--json")
+    assert first.returncode == 0, first.stderr
+    saved = json.loads(session.read_text())
+    assert [t["text"] for t in saved["history"]] == ["Hello! What can I do for you?", "go to the kitchen"]
+    assert saved["context"]["last_place"] == "kitchen"
+
+    second = run("run", "trees/assistant.yaml", "--say", "go to the bedroom", "--session", str(session),
+                 "--time-scale", "50", "--json")
+    assert second.returncode == 0, second.stderr
+    dialogue = [t["text"] for t in json.loads(second.stdout)["dialogue"]]
+    assert dialogue[:2] == ["Hello! What can I do for you?", "go to the kitchen"]
+    assert dialogue[-1] == "go to the bedroom"
+    assert json.loads(session.read_text())["context"]["last_place"] == "bedroom"
+
+
+def test_a_broken_session_file_is_bad_input_and_left_untouched(tmp_path: Path) -> None:
+    session = tmp_path / "session.json"
+    session.write_text("{not json")
+    result = run("run", "trees/hello.yaml", "--say", "hi", "--session", str(session))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{session}:1:1: cannot read the session" in result.stderr
+    assert session.read_text() == "{not json"
+
+
+def test_save_is_atomic_and_only_when_something_changed(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    store = SessionFile(path)
+    store.save()
+    first = path.stat().st_mtime_ns
+    store.save()
+    assert path.stat().st_mtime_ns == first, "unchanged dialogue is not rewritten"
+    keys.append_turn(store.blackboard, "user", "hello")
+    store.save()
+    assert json.loads(path.read_text())["history"][0]["text"] == "hello"
+    assert not list(tmp_path.glob(".session-*")), "no temporary file is left behind"
+
+
+@pytest.mark.parametrize("content", ['{"history": "nope"}', '[1, 2]', '{"history": [{"role": "x", "text": "a"}]}'])
+def test_a_file_that_is_not_a_session_is_refused(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(content)
+    with pytest.raises(TreeError, match="not a session file"):
+        SessionFile(path).load()

@@ -1,0 +1,82 @@
+"""A conversation that survives restarts: ``/dialogue/history`` persisted to a session file.
+
+``vla-bt run … --session FILE.json`` loads the dialogue (and what "it" and
+"there" refer to) before the first tick, and writes it back after every tick
+that changed it — atomically (write a new file, then rename), so a crash or a
+signal never leaves a half-written session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import py_trees
+
+from vla_bt import blackboard as keys
+from vla_bt.tree.diagnostics import Diagnostic, Mark, TreeError
+
+PERSISTED = (keys.DIALOGUE_HISTORY, keys.DIALOGUE_CONTEXT)
+
+
+class SessionFile:
+    """Loads and saves the dialogue of a run.
+
+    Args:
+        path: the session file (created on the first save)
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self.blackboard = py_trees.blackboard.Client(name="SessionFile")
+        for key in PERSISTED:
+            self.blackboard.register_key(key, access=py_trees.common.Access.WRITE)
+        self._saved: Any = None
+
+    def load(self) -> None:
+        """Put the saved dialogue on the blackboard (nothing if the file does not exist yet).
+
+        Raises:
+            TreeError: the file exists but is not a session file
+        """
+        if not self.path.exists():
+            return
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise TreeError([Diagnostic(Mark(str(self.path), 1, 1), f"cannot read the session: {exc}")]) from None
+        history = data.get("history") if isinstance(data, dict) else None
+        if not isinstance(history, list) or not all(
+                isinstance(t, dict) and t.get("role") in ("user", "robot") and isinstance(t.get("text"), str)
+                for t in history):
+            raise TreeError([Diagnostic(Mark(str(self.path), 1, 1),
+                                        "not a session file: expected {\"history\": [{role, text, t}, ...]}")])
+        self.blackboard.set(keys.DIALOGUE_HISTORY, history[-keys.HISTORY_LIMIT:])
+        if isinstance(data.get("context"), dict):
+            self.blackboard.set(keys.DIALOGUE_CONTEXT, data["context"])
+        self._saved = self._state()
+
+    def _state(self) -> dict[str, Any]:
+        def get(key: str) -> Any:
+            return self.blackboard.get(key) if self.blackboard.exists(key) else None
+        return {"history": get(keys.DIALOGUE_HISTORY) or [], "context": get(keys.DIALOGUE_CONTEXT) or {}}
+
+    def save(self) -> None:
+        """Write the dialogue if it changed since the last save (atomic)."""
+        state = self._state()
+        if state == self._saved:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".session-", suffix=".json")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(state, out, indent=1)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, self.path)
+        self._saved = state
+
+    def post_tick(self, _tree: py_trees.trees.BehaviourTree) -> None:
+        self.save()
