@@ -8,7 +8,7 @@ from typing import Any
 import py_trees
 
 from vla_bt import blackboard as keys
-from vla_bt.llm.backend import ToolResult
+from vla_bt.llm.backend import BackendError, ToolResult
 from vla_bt.llm.bridge import StreamHandle
 from vla_bt.llm.events import ResponseDone, StreamError, StreamEvent, TextDelta
 from vla_bt.llm.prompt import summarise_perception
@@ -54,18 +54,24 @@ class Ask(Leaf):
         self._handle: StreamHandle[StreamEvent] | None = None
         self._deadline = 0.0
         self._text: list[str] = []
+        self._setup_problem: str | None = None
 
     def setup(self, **kwargs: Any) -> None:
         """Take the model session (``llm=``) and the runner's wake-up (``wake=``); connect."""
         self.session = kwargs.get("llm", self.session)
         self.wake = kwargs.get("wake", self.wake)
+        self._setup_problem = None
         if self.session is not None:
-            self.session.open(float(kwargs.get("timeout", 10.0) or 10.0))
+            try:
+                self.session.open(float(kwargs.get("timeout", 10.0) or 10.0))
+            except (BackendError, TimeoutError, OSError) as exc:
+                # Not a crash: the tree runs, and this leaf fails with the reason when it is ticked.
+                self._setup_problem = f"cannot reach the model: {exc or type(exc).__name__}"
 
     def initialise(self) -> None:
         self._handle, self._text = None, []
         self.blackboard.set(keys.LLM_STREAM, [])
-        if self.session is None:
+        if self.session is None or self._setup_problem:
             return
         try:
             timeout, extra = float(self.param("timeout")), str(self.param("instructions"))
@@ -101,6 +107,8 @@ class Ask(Leaf):
         if self.session is None:
             self.feedback_message = "no language model (choose one with --llm)"
             return Status.FAILURE
+        if self._setup_problem:
+            return self._fail(self._setup_problem)
         if self._handle is None:
             return Status.FAILURE  # the parameters could not be read; the message says why
         finished = self._handle.finished  # read before polling: nothing arrives after it is set
@@ -114,11 +122,9 @@ class Ask(Leaf):
         if finished:
             cause = self._handle.error
             reason = f"{type(cause).__name__}: {cause}" if cause else "the stream ended without a response"
-            self.feedback_message = f"model connection failed: {reason}"
-            return Status.FAILURE
+            return self._fail(f"model connection failed: {reason}")
         if time.monotonic() > self._deadline:
-            self.feedback_message = f"no complete response within {self.param('timeout')} s"
-            return Status.FAILURE
+            return self._fail(f"no complete response within {self.param('timeout')} s")
         return Status.RUNNING
 
     def _on_event(self, event: StreamEvent) -> Status | None:
@@ -126,8 +132,7 @@ class Ask(Leaf):
             self._text.append(event.text)
             self.feedback_message = "streaming: " + "".join(self._text)[-60:]
         elif isinstance(event, StreamError):
-            self.feedback_message = f"model error {event.code}: {event.message}"
-            return Status.FAILURE
+            return self._fail(f"model error {event.code}: {event.message}")
         elif isinstance(event, ResponseDone):
             text = (event.text or "".join(self._text)).strip()
             if text:
@@ -138,6 +143,12 @@ class Ask(Leaf):
             self.feedback_message = "response complete"
             return Status.SUCCESS
         return None
+
+    def _fail(self, reason: str) -> Status:
+        """FAILURE, and the user hears why (the dialogue is the user's view of the run)."""
+        self.feedback_message = reason
+        keys.append_turn(self.blackboard, "robot", f"Sorry, I could not get an answer: {reason}.")
+        return Status.FAILURE
 
     def terminate(self, new_status: Status) -> None:
         if self._handle is not None and not self._handle.finished:
