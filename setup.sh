@@ -27,9 +27,19 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
 fi
 
 # System packages: Graphviz draws trees (svg/png); venv and pip for the virtual environment.
+# The test suite also makes speech with espeak-ng and sox, drives Chromium headless,
+# and builds ROS 2 interface packages with cmake and a C compiler.
 missing=()
 command -v dot >/dev/null || missing+=(graphviz)
 "$python" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv python3-pip)
+if ((dev)); then
+  command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+  command -v sox >/dev/null || missing+=(sox)
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v chromedriver >/dev/null || missing+=(chromium-driver)
+  command -v cmake >/dev/null || missing+=(cmake)
+  command -v g++ >/dev/null || missing+=(g++)
+fi
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup.sh: installing ${missing[*]}"
@@ -45,7 +55,12 @@ fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 if ((dev)); then
-  "${pip[@]}" -e ".[dev]"
+  "${pip[@]}" -e ".[dev,ros]"
+  # nav2_msgs and control_msgs are not published as wheels: build the project's copies
+  # of their interface definitions (used only where a ROS 2 installation lacks them).
+  if [ -f vla_bt/ros/interfaces/build.py ]; then
+    .venv/bin/python -m vla_bt.ros.interfaces.build
+  fi
 else
   "${pip[@]}" -e .
 fi
