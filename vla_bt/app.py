@@ -108,6 +108,8 @@ def assemble(loaded: LoadedTree, registry: Registry, *, world: World, utterances
     loaded.tree.add_pre_tick_handler(estop.pre_tick)
     loaded.tree.add_pre_tick_handler(publisher.pre_tick)
     runner.on_interrupt.append(lambda: gate.safe_stop("run interrupted"))
+    if hasattr(gate.robot, "on_perception"):
+        gate.robot.on_perception = runner.wake  # a hazard is acted on at once, not at the next period
     return Run(runner, gate, audit, session, extras={"publisher": publisher, "estop": estop})
 
 

@@ -8,6 +8,7 @@ The API key and raw audio never reach this log: values are passed through
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
@@ -17,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+MEMORY_LIMIT = 10_000
+"""Events kept in memory (the file keeps all): a long session must not grow without bound."""
 SECRET = re.compile(r"sk-[A-Za-z0-9_\-]{8,}")
 
 
@@ -50,7 +53,7 @@ class AuditLog:
 
     def __init__(self, path: str | os.PathLike[str] | None = None):
         self.path = Path(path) if path else None
-        self.events: list[dict[str, Any]] = []
+        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=MEMORY_LIMIT)
         self._lock = threading.Lock()
         self._file: TextIO | None = None
         if self.path is not None:

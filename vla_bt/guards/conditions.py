@@ -177,13 +177,13 @@ def heartbeat_fresh(arg: Mapping[str, Any]) -> Condition:
                     "the robot's speed (/robot/speed) is at most this many m/s")
 def speed_at_most(limit: float) -> Condition:
     def test(view: View) -> str | None:
-        speed = view.get("/robot/speed")
+        speed = view.get(keys.ROBOT_SPEED)
         return f"speed {float(speed):.2f} m/s above {limit:g} m/s" if speed is not None and speed > limit else None
-    return _Simple("speed_at_most", ("/robot/speed",), test)
+    return _Simple("speed_at_most", (keys.ROBOT_SPEED,), test)
 
 
 EXPR_KEYS = (keys.ROBOT_POSE, keys.ROBOT_BATTERY, keys.ROBOT_HOLDING, keys.ROBOT_MOVING, keys.SAFETY_ESTOP,
-             keys.PERCEPTION_HUMANS, keys.PERCEPTION_OBJECTS, "/robot/max_speed", "/robot/speed")
+             keys.PERCEPTION_HUMANS, keys.PERCEPTION_OBJECTS, "/robot/max_speed", keys.ROBOT_SPEED)
 
 
 def _namespace(view: View) -> dict[str, Any]:

@@ -48,10 +48,12 @@ class EStop:
     @property
     def pressed(self) -> bool:
         if self.file is not None:
+            if not self.file.exists():
+                return self._pressed
             try:
                 return self._pressed or self.file.read_text().strip() != "0"
-            except OSError:
-                return self._pressed
+            except (OSError, UnicodeDecodeError):
+                return True  # there but unreadable: fail safe
         return self._pressed
 
     def publish(self) -> None:

@@ -16,6 +16,7 @@ reason to refuse, or ``None``; the gate audits refusals as ``rejected``.
 from __future__ import annotations
 
 import collections
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -170,6 +171,8 @@ class PlanValidator:
             if now - float(answer.get("t", 0)) > self.policy.confirm_window_s:
                 break
             question = str(answer.get("question", "")).lower()
-            if answer.get("answer") == "yes" and (object_id.lower() in question or label.lower() in question):
+            named = any(re.search(rf"(?<![\w]){re.escape(name.lower())}(?![\w])", question)
+                        for name in (object_id, label))
+            if answer.get("answer") == "yes" and named:
                 return True
         return False

@@ -111,15 +111,23 @@ class Say(Leaf):
 
 YES = {"yes", "yeah", "yep", "yup", "sure", "ok", "okay", "affirmative", "correct", "please", "go ahead", "do it",
        "go on", "of course", "fine", "right"}
-NO = {"no", "nope", "stop", "cancel", "don't", "dont", "do not", "negative", "wait", "abort", "never", "halt"}
+NO = {"no", "nope", "stop", "cancel", "don't", "dont", "do not", "negative", "wait", "abort", "never", "halt",
+      "not", "n't", "nah"}
+UNSURE = {"maybe", "perhaps", "unsure", "not sure", "don't know", "dont know", "i guess"}
 
 
 def classify_answer(text: str) -> str | None:
-    """``yes``, ``no``, or ``None`` when the answer is neither. A "no" word wins ("no, stop")."""
+    """``yes``, ``no``, or ``None`` when the answer is neither.
+
+    Consent must be plain: any negation wins ("of course not", "not okay"), and
+    doubt ("I'm not sure", "maybe") is no answer, so the question is asked again.
+    """
     spoken = " ".join(re.findall(r"[a-z']+", text.lower()))
     def has(phrases: set[str]) -> bool:
         return any(re.search(rf"\b{re.escape(p)}\b", spoken) for p in phrases)
-    if has(NO):
+    if has(UNSURE):
+        return None  # asked again; never taken as consent
+    if has(NO) or "n't" in spoken:
         return "no"
     return "yes" if has(YES) else None
 

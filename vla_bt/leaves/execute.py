@@ -10,7 +10,7 @@ import py_trees
 
 from vla_bt import blackboard as keys
 from vla_bt.blackboard import Step
-from vla_bt.tree.declared import Declared
+from vla_bt.tree.declared import Declared, Param
 from vla_bt.tree.registry import NodeSpec, Registry
 
 Status = py_trees.common.Status
@@ -37,7 +37,12 @@ class ExecutePlan(Declared, py_trees.composites.Composite):
 
     YAML_KIND = "leaf"
     DESCRIPTION = "Run each plan step's skill leaf as soon as the step is validated."
-    PARAMS: dict = {}
+    PARAMS = {
+        "start": Param({"enum": ["early", "after_response"]},
+                       "early: run each step as soon as it is validated; after_response: wait for the whole "
+                       "response first (as a pipeline that waits for the full reply would)", default="early",
+                       runtime=False),
+    }
     READS = (keys.PLAN_STEPS, keys.PLAN_DONE, keys.PLAN_REJECTED)
     WRITES = (keys.DIALOGUE_HISTORY, keys.LLM_TOOL_RESULTS)
 
@@ -58,7 +63,7 @@ class ExecutePlan(Declared, py_trees.composites.Composite):
 
     def tick(self) -> Iterator[py_trees.behaviour.Behaviour]:
         if self.status != Status.RUNNING:
-            self.remove_all_children()  # a new plan
+            self._drop_children()  # a new plan
             self._steps, self.current_child, self._next = [], None, 0
             self.initialise()
         problem = self._grow()
@@ -78,6 +83,16 @@ class ExecutePlan(Declared, py_trees.composites.Composite):
                 return
             self._next += 1
         yield from self._after_last_step()
+
+    def _drop_children(self) -> None:
+        """Remove the previous plan's leaves, and their blackboard clients (a long session must not grow)."""
+        old = list(self.children)
+        self.remove_all_children()
+        for child in old:
+            for node in child.iterate():
+                for client in node.blackboards:
+                    if client.unique_identifier in py_trees.blackboard.Blackboard.clients:
+                        client.unregister(clear=False)
 
     def _after_last_step(self) -> Iterator[py_trees.behaviour.Behaviour]:
         if not self._get(keys.PLAN_DONE, False):
@@ -100,6 +115,8 @@ class ExecutePlan(Declared, py_trees.composites.Composite):
 
     def _grow(self) -> str | None:
         """Add a child for each new step; the reason if a step has no leaf."""
+        if self.params["start"] == "after_response" and not self._get(keys.PLAN_DONE, False):
+            return None
         steps = self._get(keys.PLAN_STEPS, []) or []
         for step in steps[len(self._steps):]:
             self._steps.append(step)

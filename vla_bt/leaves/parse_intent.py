@@ -34,6 +34,16 @@ class RefusedError(ValueError):
     """A tool call that must not become a step; the message is the reason."""
 
 
+MAX_ARGUMENTS_CHARS = 20_000
+MAX_MAGNITUDE = 1e9  # no argument of any skill is a number this large
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 15:
+        raise RefusedError(f"arguments contain an integer of {len(text)} digits")
+    return int(text)
+
+
 def parse_arguments(raw: str) -> dict[str, Any]:
     """Strict JSON arguments: an object, finite numbers only.
 
@@ -43,20 +53,28 @@ def parse_arguments(raw: str) -> dict[str, Any]:
     def no_constants(name: str) -> Any:
         raise RefusedError(f"arguments contain {name}, which is not a finite number")
 
+    if len(raw) > MAX_ARGUMENTS_CHARS:
+        raise RefusedError(f"arguments are {len(raw)} characters long (at most {MAX_ARGUMENTS_CHARS})")
     try:
-        value = json.loads(raw, parse_constant=no_constants)
+        value = json.loads(raw, parse_constant=no_constants, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
         raise RefusedError(f"arguments are not valid JSON ({exc.msg} at character {exc.pos})") from None
+    except RecursionError:
+        raise RefusedError("arguments are nested too deeply") from None
+    except ValueError as exc:  # e.g. integers too long to convert
+        raise RefusedError(f"arguments are not acceptable JSON: {exc}") from None
     if not isinstance(value, dict):
         raise RefusedError("arguments must be a JSON object")
     if _has_non_finite(value):
-        raise RefusedError("arguments contain a number that is not finite")
+        raise RefusedError(f"arguments contain a number that is not finite or above {MAX_MAGNITUDE:g}")
     return value
 
 
 def _has_non_finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return not math.isfinite(value)
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return not math.isfinite(value) or abs(value) > MAX_MAGNITUDE
     if isinstance(value, dict):
         return any(_has_non_finite(v) for v in value.values())
     if isinstance(value, list):
@@ -180,9 +198,9 @@ class ParseIntent(SceneAware):
 
     def _refuse(self, call_id: str, name: str, raw: str, reason: str) -> None:
         try:
-            args: Any = json.loads(raw)
-        except ValueError:
-            args = raw
+            args: Any = parse_arguments(raw)
+        except RefusedError:
+            args = raw[:500] + (f"... [{len(raw)} characters]" if len(raw) > 500 else "")
         self.audit.write("rejected", skill=name, args=args, reason=reason, step=None)
         self._result(call_id, {"status": "rejected", "reason": reason})
         if self._blocked is None:

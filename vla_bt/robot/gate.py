@@ -8,11 +8,12 @@ it is sent, and recorded for ``--json``. A refused command is audited as
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Callable
 from typing import Any
 
-from vla_bt.guards.audit import AuditLog
+from vla_bt.guards.audit import MEMORY_LIMIT, AuditLog
 
 from .protocol import ActionHandle, ActionState, Command, Perception, Pose, Robot, RobotState
 
@@ -53,7 +54,7 @@ class CommandGate:
         self.robot = robot
         self.audit = audit or AuditLog()
         self.checks = list(checks or [])
-        self.commands: list[Command] = []
+        self.commands: collections.deque[Command] = collections.deque(maxlen=MEMORY_LIMIT)  # the audit file has all
 
     def _send(self, skill: str, args: dict[str, Any], step: str | None,
               send: Callable[[dict[str, Any]], ActionHandle]) -> ActionHandle:

@@ -60,6 +60,7 @@ class RobotState:
     battery: float = 1.0
     moving: bool = False
     stopped: bool = False  # a safe stop is latched until the next command
+    speed: float = 0.0  # m/s, linear
 
 
 @dataclass

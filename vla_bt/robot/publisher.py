@@ -16,8 +16,8 @@ from vla_bt import blackboard as keys
 
 from .gate import CommandGate
 
-WRITES = (keys.ROBOT_POSE, keys.ROBOT_HOLDING, keys.ROBOT_BATTERY, keys.ROBOT_MOVING, keys.ROBOT_STAMP,
-          keys.PERCEPTION_OBJECTS, keys.PERCEPTION_HUMANS, keys.PERCEPTION_STAMP)
+WRITES = (keys.ROBOT_POSE, keys.ROBOT_HOLDING, keys.ROBOT_BATTERY, keys.ROBOT_MOVING, keys.ROBOT_SPEED,
+          keys.ROBOT_STAMP, keys.PERCEPTION_OBJECTS, keys.PERCEPTION_HUMANS, keys.PERCEPTION_STAMP)
 
 
 class RobotPublisher:
@@ -40,6 +40,7 @@ class RobotPublisher:
         self.blackboard.set(keys.ROBOT_HOLDING, state.holding)
         self.blackboard.set(keys.ROBOT_BATTERY, state.battery)
         self.blackboard.set(keys.ROBOT_MOVING, state.moving)
+        self.blackboard.set(keys.ROBOT_SPEED, state.speed)
         self.blackboard.set(keys.ROBOT_STAMP, time.time())
         self.blackboard.set(keys.PERCEPTION_STAMP, time.time())
         self.blackboard.set(keys.PERCEPTION_OBJECTS, seen.objects)

@@ -542,6 +542,7 @@ class SimRobot:
         self._active: SimAction | None = None
         self.given: dict[str, str] = {}
         self.stops: list[tuple[float, str]] = []
+        self.on_perception: Callable[[], None] | None = None  # called when people move (hazards wake the tree)
 
     # -- time ---------------------------------------------------------------
 
@@ -800,6 +801,7 @@ class SimRobot:
             if human_id in self._humans or human_id in self._objects:
                 raise ValueError(f"id '{human_id}' is already in the world")
             self._humans[human_id] = _finite_pose(pose)
+        self._perception_changed()
 
     def move_human(self, human_id: str, pose: Pose) -> None:
         """Move a person to ``pose``.
@@ -811,11 +813,18 @@ class SimRobot:
             if human_id not in self._humans:
                 raise KeyError(f"unknown person '{human_id}'")
             self._humans[human_id] = _finite_pose(pose)
+        self._perception_changed()
 
     def remove_human(self, human_id: str) -> None:
         """Take a person out of the world (they walked away); unknown ids are ignored."""
         with self._lock:
             self._humans.pop(human_id, None)
+        self._perception_changed()
+
+    def _perception_changed(self) -> None:
+        """A sensor-like event: wake whoever ticks the tree (``on_perception``), as a camera callback would."""
+        if self.on_perception is not None:
+            self.on_perception()
 
     # -- state and perception -----------------------------------------------------
 
@@ -860,8 +869,11 @@ class SimRobot:
     def state(self) -> RobotState:
         """The state published to ``/robot/*``; ``moving`` is true while any action runs."""
         with self._lock:
+            active = self._active
+            driving = isinstance(active, Navigation) and bool(active._phases) and active._phases[0][0] != "turn"
             return RobotState(pose=self._pose, holding=self._holding, battery=self._battery,
-                              moving=self._active is not None, stopped=self._stopped)
+                              moving=active is not None, stopped=self._stopped,
+                              speed=active.speed if driving else 0.0)
 
     def perceive(self) -> Perception:
         """Everything there is, seen perfectly: objects (not those handed over) and people, stamped with sim time."""
