@@ -641,11 +641,16 @@ def test_stream_shape(home: LocalPlanner) -> None:
     events = stream(home, TurnRequest(history=history("bring me the red cup")))
     assert isinstance(events[-1], ResponseDone) and events[-1].status == "completed"
     assert not any(isinstance(e, ResponseDone) for e in events[:-1])
-    assert not any(isinstance(e, TextDelta) for e in events)
+    closing = [e for e in events if isinstance(e, TextDelta)]
+    first_text = events.index(closing[0])
+    assert not any(isinstance(e, (ToolCallStarted, ToolCallDelta, ToolCallDone)) for e in events[first_text:]), \
+        "the robot's closing words come after every call, so they never delay an action"
+    assert "".join(e.text for e in closing) == events[-1].text
+    assert events[-1].text == "I'll go to the kitchen, pick up the red cup, come to you and then hand it to you."
     calls: list[tuple[str, str]] = []
     current: ToolCallStarted | None = None
     deltas: list[str] = []
-    for event in events[:-1]:
+    for event in events[:first_text]:
         if isinstance(event, ToolCallStarted):
             assert current is None, "a call started before the previous one was done"
             current, deltas = event, []
@@ -669,9 +674,12 @@ def test_stream_text_comes_before_the_calls(home: LocalPlanner) -> None:
     events = stream(home, TurnRequest(history=history("don't go to the kitchen, go to the bedroom")))
     kinds = [e.kind for e in events]
     assert kinds[0] == "text_delta" and kinds[-1] == "response_done"
-    assert kinds.index("tool_call_started") > max(i for i, k in enumerate(kinds) if k == "text_delta")
-    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == events[-1].text == \
-        "OK, I won't go to the kitchen."
+    started, done = kinds.index("tool_call_started"), len(kinds) - 1 - kinds[::-1].index("tool_call_done")
+    before = "".join(e.text for e in events[:started] if isinstance(e, TextDelta))
+    after = "".join(e.text for e in events[done:] if isinstance(e, TextDelta))
+    assert before == "OK, I won't go to the kitchen."  # the notes come first ...
+    assert after == "I'll go to the bedroom."  # ... the plan's summary after every call
+    assert events[-1].text == f"{before} {after}"
 
 
 def test_stream_of_a_question(home: LocalPlanner) -> None:

@@ -587,7 +587,10 @@ def test_local_planner_through_the_command_line(case: LocalCase, cli_runs: dict[
     assert result["status"] == "SUCCESS", result["reason"]
     assert_commands(result["commands"], case.commands)
     assert result["steps"] == list(case.steps)
-    dialogue = [(t["role"], t["text"]) for t in result["dialogue"]]
+    spoken = [(t["role"], t["text"]) for t in result["dialogue"]]
+    summaries = [text for role, text in spoken if role == "robot" and text.startswith("I'll ")]
+    assert summaries, "the robot says what it is about to do"
+    dialogue = [(role, text) for role, text in spoken if (role, text) not in [("robot", s) for s in summaries]]
     assert len(dialogue) == len(case.dialogue), dialogue
     for (role, text), (e_role, e_text) in zip(dialogue, case.dialogue, strict=True):
         assert role == e_role, dialogue

@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-key-env", metavar="VAR",
                        help="require clients to present the key held in this environment variable")
 
+    bench = command("bench", "Measure the performance figures of docs/benchmarks.md, side by side in one run.")
+    bench.add_argument("--json", action="store_true", help="print one JSON object with every figure")
+    bench.add_argument("--quick", action="store_true", help="fewer repetitions (a minute instead of several)")
+    bench.add_argument("--only", action="append", metavar="FIGURE", help="measure only this figure (repeatable)")
+
     schema = command("schema", "Write the JSON Schema of the tree format (for editors).")
     schema.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
     return parser
@@ -116,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         registry = _registry(args.config)
         handler = {"run": cmd_run, "validate": cmd_validate, "render": cmd_render, "nodes": cmd_nodes,
-                   "schema": cmd_schema, "serve-realtime": cmd_serve_realtime}[args.command]
+                   "schema": cmd_schema, "serve-realtime": cmd_serve_realtime, "bench": cmd_bench}[args.command]
         return handler(args, registry)
     except TreeError as error:
         for diagnostic in error.diagnostics:
@@ -325,6 +330,37 @@ def cmd_serve_realtime(args: argparse.Namespace, registry: Registry) -> int:
     except OSError as error:
         raise BadInputError(f"cannot serve on {args.host}:{args.port}: {error.strerror or error}") from None
     return EXIT_INTERRUPTED
+
+
+def cmd_bench(args: argparse.Namespace, registry: Registry) -> int:
+    from vla_bt.bench import GOALS, run_all
+
+    known = set(GOALS)
+    unknown = [f for f in args.only or [] if f not in known]
+    if unknown:
+        raise BadInputError(f"--only: unknown figure {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    err = Console(stderr=True, highlight=False)
+    figures = run_all(quick=args.quick, only=args.only,
+                      progress=lambda key: None if args.json else err.print(f"[dim]measuring {key} ...[/]"))
+    if args.json:
+        report: dict[str, Any] = {}
+        for figure in figures:
+            report[figure.key] = None if figure.value is None else round(figure.value, 4)
+            report[f"{figure.key}_detail"] = {**figure.detail, "goal": " ".join(map(str, GOALS[figure.key])),
+                                              "meets_goal": figure.meets_goal, "note": figure.note}
+        print(json.dumps(report))
+        return EXIT_OK
+    table = Table(title="vla-bt bench" + (" (quick)" if args.quick else ""))
+    for column in ("figure", "value", "goal", "met", "how"):
+        table.add_column(column)
+    for figure in figures:
+        relation, goal = GOALS[figure.key]
+        value = "n/a" if figure.value is None else f"{figure.value:.3g} {figure.unit}"
+        met = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[figure.meets_goal]
+        how = ", ".join(f"{k}={v}" for k, v in figure.detail.items())
+        table.add_row(figure.key, value, f"{relation} {goal:g}", met, escape(how))
+    Console().print(table)
+    return EXIT_OK
 
 
 def cmd_schema(args: argparse.Namespace, registry: Registry) -> int:

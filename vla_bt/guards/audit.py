@@ -8,7 +8,6 @@ The API key and raw audio never reach this log: values are passed through
 
 from __future__ import annotations
 
-import collections
 import json
 import math
 import os
@@ -40,6 +39,12 @@ def redact(value: Any) -> Any:
     return value
 
 
+def trim(items: list[Any]) -> None:
+    """Keep the newest ``MEMORY_LIMIT`` items (in batches, so appending stays cheap)."""
+    if len(items) > MEMORY_LIMIT + MEMORY_LIMIT // 10:
+        del items[: len(items) - MEMORY_LIMIT]
+
+
 class AuditLog:
     """Appends audit events to a JSONL file (if given) and keeps them in memory.
 
@@ -53,7 +58,7 @@ class AuditLog:
 
     def __init__(self, path: str | os.PathLike[str] | None = None):
         self.path = Path(path) if path else None
-        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=MEMORY_LIMIT)
+        self.events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._file: TextIO | None = None
         if self.path is not None:
@@ -65,6 +70,7 @@ class AuditLog:
         event = {"t": time.time(), "kind": kind, **redact(fields)}
         with self._lock:
             self.events.append(event)
+            trim(self.events)
             if self._file is not None:
                 self._file.write(json.dumps(event, default=str, allow_nan=False) + "\n")
                 self._file.flush()

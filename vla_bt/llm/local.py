@@ -674,7 +674,7 @@ class LocalPlanner(Backend):
             calls = (PlannedCall("stop", "{}"),) if stop_heard and "stop" in self.grammar.tools else ()
             return self._ask(question.question, calls), asked
         text = " ".join(plan.notes)
-        return PlannedResponse(text=text, tool_calls=tuple(plan.calls)), plan.state
+        return PlannedResponse(text=text, tool_calls=tuple(plan.calls), closing=summarise(plan.calls)), plan.state
 
     def _ask(self, question: str, before: Sequence[PlannedCall] = ()) -> PlannedResponse:
         if "ask" not in self.grammar.tools:
@@ -801,3 +801,39 @@ def _without_pending(state: DialogueState) -> DialogueState:
 
 
 __all__ = ["Clarify", "DialogueState", "LocalPlanner", "Pending", "Resolved"]
+
+
+SAYINGS = {
+    "navigate": lambda a: "come to you" if a.get("target") in ("user", "me") else f"go to {_spoken(a.get('target'))}",
+    "grasp": lambda a: f"pick up {_spoken(a.get('object'))}",
+    "place": lambda a: f"put it on {_spoken(a.get('target'))}",
+    "hand_over": lambda a: "hand it to you" if a.get("to") in (None, "user") else f"hand it to {a.get('to')}",
+    "stop": lambda a: "stop",
+}
+
+
+def _spoken(reference: Any) -> str:
+    if isinstance(reference, list):
+        return "that point"
+    text = str(reference or "there").replace("_", " ")
+    return text if text in ("user", "me", "there") or text.startswith("the ") else f"the {text}"
+
+
+def summarise(calls: Sequence[PlannedCall]) -> str:
+    """What the robot says after planning, as an assistant model would: "I'll go to the kitchen and ...".
+
+    Spoken after the tool calls, so it never delays the first action.
+    """
+    parts = []
+    for call in calls:
+        saying = SAYINGS.get(call.name)
+        if saying is None:
+            continue
+        try:
+            parts.append(saying(json.loads(call.arguments)))
+        except (ValueError, AttributeError):
+            continue
+    if not parts:
+        return ""
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and then " + parts[-1]
+    return f"I'll {listed}."

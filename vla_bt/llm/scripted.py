@@ -44,6 +44,7 @@ class PlannedResponse:
     text: str = ""
     tool_calls: Sequence[PlannedCall] = field(default_factory=tuple)
     error: tuple[str, str] | None = None  # (code, message)
+    closing: str = ""  # text spoken after the tool calls (the robot saying what it is doing)
 
 
 async def stream_planned(response: PlannedResponse, pacing: Pacing, call_prefix: str) -> AsyncIterator[StreamEvent]:
@@ -62,11 +63,16 @@ async def stream_planned(response: PlannedResponse, pacing: Pacing, call_prefix:
             yield ToolCallDelta(call_id=call_id, delta=piece)
             await pacing.next()
         yield ToolCallDone(call_id=call_id, name=call.name, arguments=call.arguments)
-    yield ResponseDone(text=response.text, usage={"output_tokens": _count(response)})
+    for piece in tokens(response.closing):
+        yield TextDelta(text=piece)
+        await pacing.next()
+    text = " ".join(t for t in (response.text, response.closing) if t)
+    yield ResponseDone(text=text, usage={"output_tokens": _count(response)})
 
 
 def _count(response: PlannedResponse) -> int:
-    return sum(1 for _ in tokens(response.text)) + sum(1 for c in response.tool_calls for _ in tokens(c.arguments))
+    return (sum(1 for _ in tokens(response.text)) + sum(1 for _ in tokens(response.closing))
+            + sum(1 for c in response.tool_calls for _ in tokens(c.arguments)))
 
 
 class ScriptedBackend(Backend):

@@ -8,12 +8,11 @@ it is sent, and recorded for ``--json``. A refused command is audited as
 
 from __future__ import annotations
 
-import collections
 import time
 from collections.abc import Callable
 from typing import Any
 
-from vla_bt.guards.audit import MEMORY_LIMIT, AuditLog
+from vla_bt.guards.audit import AuditLog, trim
 
 from .protocol import ActionHandle, ActionState, Command, Perception, Pose, Robot, RobotState
 
@@ -54,7 +53,7 @@ class CommandGate:
         self.robot = robot
         self.audit = audit or AuditLog()
         self.checks = list(checks or [])
-        self.commands: collections.deque[Command] = collections.deque(maxlen=MEMORY_LIMIT)  # the audit file has all
+        self.commands: list[Command] = []  # the newest MEMORY_LIMIT; the audit file has all
 
     def _send(self, skill: str, args: dict[str, Any], step: str | None,
               send: Callable[[dict[str, Any]], ActionHandle]) -> ActionHandle:
@@ -66,6 +65,7 @@ class CommandGate:
                 raise CommandRefusedError(reason)
         self.audit.write("command", skill=skill, args=args, step=step)
         self.commands.append(command)
+        trim(self.commands)
         return send(command.args)  # as checked (a check may have clamped a value)
 
     def navigate(self, pose: Pose, speed: float | None = None, step: str | None = None,
@@ -87,6 +87,7 @@ class CommandGate:
         """Stop now. Never refused: stopping is always allowed."""
         self.audit.write("safe_stop", reason=reason, step=step)
         self.commands.append(Command("stop", {"reason": reason}, step, time.time()))
+        trim(self.commands)
         self.robot.safe_stop(reason)
 
     def state(self) -> RobotState:
