@@ -10,6 +10,7 @@ The command line uses this; so can programs that embed vla-bt::
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,8 +97,11 @@ def assemble(loaded: LoadedTree, registry: Registry, *, world: World, utterances
         policy: plan validation settings (``config/safety.yaml``; defaults if omitted)
     """
     audit = audit or AuditLog()
-    validator = PlanValidator(world, policy or SafetyPolicy(), read=blackboard.read)
-    gate = CommandGate(robot if robot is not None else make_robot("sim", world), audit, checks=validator.checks())
+    robot = robot if robot is not None else make_robot("sim", world)
+    # The rate limit counts the robot's time: a simulator run faster than real time may command faster.
+    clock = (lambda: robot.sim_time) if hasattr(robot, "sim_time") else time.monotonic
+    validator = PlanValidator(world, policy or SafetyPolicy(), read=blackboard.read, clock=clock)
+    gate = CommandGate(robot, audit, checks=validator.checks())
     publisher = RobotPublisher(gate)
     runner = Runner(loaded, rate_hz=rate_hz, max_seconds=max_seconds, setup_kwargs={
         "utterances": utterances, "llm": session, "robot": gate, "world": world, "audit": audit,
