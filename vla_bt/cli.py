@@ -79,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object at the end, nothing else")
     run.add_argument("--max-seconds", type=_positive, metavar="S", help="stop after S seconds")
     run.add_argument("--rate", type=_positive, default=10.0, metavar="HZ", help="tick rate (default 10)")
+    run.add_argument("--record", metavar="FILE.jsonl",
+                     help="append every tick's changes to this file (see 'vla-bt replay')")
+    run.add_argument("--viewer", metavar="[HOST:]PORT",
+                     help="serve the live web viewer on this port (127.0.0.1 unless HOST is given)")
+    run.add_argument("--viewer-token", metavar="TOKEN",
+                     help="access token for the viewer; required for a HOST other than 127.0.0.1 "
+                          "(or set VLA_BT_VIEWER_TOKEN)")
+    run.add_argument("--watch", action="store_true",
+                     help="hot reload: when the tree file changes, swap the changed parts of the running tree")
+    run.add_argument("--swap", choices=["stop", "wait"], default="stop",
+                     help="with --watch: stop a running part before swapping it (default), or wait until it is idle")
 
     validate = command("validate", "Check trees; exit 0 when all are valid, 1 otherwise.")
     validate.add_argument("trees", nargs="+", metavar="TREE.yaml")
@@ -104,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-key-env", metavar="VAR",
                        help="require clients to present the key held in this environment variable")
 
+    replay = command("replay", "Replay a recording: print what happened, or show it in the viewer with a timeline.")
+    replay.add_argument("file", metavar="FILE.jsonl")
+    replay.add_argument("--viewer", metavar="[HOST:]PORT", help="serve the recording in the viewer page")
+    replay.add_argument("--viewer-token", metavar="TOKEN",
+                        help="access token for the viewer (required for a HOST other than 127.0.0.1)")
+    replay.add_argument("--run", type=int, metavar="N",
+                        help="which run of a file that holds several (0 is the first; default: the last)")
+
     bench = command("bench", "Measure the performance figures of docs/benchmarks.md, side by side in one run.")
     bench.add_argument("--json", action="store_true", help="print one JSON object with every figure")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (a minute instead of several)")
@@ -121,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         registry = _registry(args.config)
         handler = {"run": cmd_run, "validate": cmd_validate, "render": cmd_render, "nodes": cmd_nodes,
-                   "schema": cmd_schema, "serve-realtime": cmd_serve_realtime, "bench": cmd_bench}[args.command]
+                   "schema": cmd_schema, "serve-realtime": cmd_serve_realtime, "bench": cmd_bench,
+                   "replay": cmd_replay}[args.command]
         return handler(args, registry)
     except TreeError as error:
         for diagnostic in error.diagnostics:
@@ -173,6 +193,7 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
         session_file.load()
         loaded.tree.add_post_tick_handler(session_file.post_tick)
         run.runner.shutdown_hooks.append(session_file.save)
+    recorder, viewer = _attach_tools(args, run, registry)
     out = Console(highlight=False, soft_wrap=True)
     with run.runner.signals():
         if args.json:
@@ -181,6 +202,11 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
             with ConsoleView(loaded.root, out) as view:
                 loaded.tree.add_post_tick_handler(view.post_tick)
                 result = run.execute()
+    if recorder is not None:
+        recorder.finish(result)
+    if viewer is not None:
+        viewer.finish(result)
+        viewer.close()
     if args.json:
         print(json.dumps(result.to_json()))
     else:
@@ -190,6 +216,40 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
         out.print(f"[bold {style}]{result.status}[/] {escape(result.reason)} "
                   f"[dim]({result.ticks} ticks, {result.seconds:.2f} s)[/]")
     return result.exit_code
+
+
+def _attach_tools(args: argparse.Namespace, run: Any, registry: Registry) -> tuple[Any, Any]:
+    """``--viewer``, ``--record`` and ``--watch``: returns (recorder, viewer), either may be ``None``."""
+    from vla_bt.viz.web import ViewerError
+
+    recorder = viewer = None
+    try:
+        if args.viewer:
+            from vla_bt.viz.web import attach_viewer, parse_address
+
+            viewer = attach_viewer(run, *parse_address(args.viewer), token=args.viewer_token)
+            Console(stderr=True, highlight=False, soft_wrap=True).print(f"viewer: {viewer.url}")
+        if args.record:
+            from vla_bt.viz.record import attach_recorder
+
+            recorder = attach_recorder(run, args.record)
+    except ViewerError as error:
+        raise BadInputError(str(error)) from None
+    except OSError as error:
+        if viewer is not None:
+            viewer.close()
+        raise BadInputError(f"--record {args.record}: cannot write: {error.strerror or error}") from None
+    if args.watch:
+        from vla_bt.tree.reload import attach_watcher
+
+        attach_watcher(run, TreeLoader(registry), args.tree, args.swap)
+    return recorder, viewer
+
+
+def cmd_replay(args: argparse.Namespace, registry: Registry) -> int:
+    from vla_bt.viz.replay import replay_command
+
+    return replay_command(args)
 
 
 def _world(args: argparse.Namespace) -> Any:

@@ -1,1 +1,1 @@
-"""Seeing trees: static rendering, the live terminal view (web viewer and replay later)."""
+"""Seeing trees: static rendering, the terminal view, the live web viewer, recording and replay."""
