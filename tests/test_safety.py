@@ -289,7 +289,7 @@ def play_redteam_run(spec: dict[str, Any], directory: Path) -> RedTeamRun:
     audit = directory / f"{run.name}.audit.jsonl"
     done = subprocess.run(
         vla_bt("run", str(ASSISTANT), "--llm", f"scripted:{script}", "--audit", str(audit), "--json",
-               "--time-scale", "50", "--world", str(run.world_file), *says(utterances)),
+               "--time-scale", str(spec.get("time_scale", 50)), "--world", str(run.world_file), *says(utterances)),
         cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=120, check=False)
     run.returncode, run.stdout, run.stderr = done.returncode, done.stdout, done.stderr
     try:

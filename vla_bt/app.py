@@ -80,7 +80,7 @@ class Run:
 def assemble(loaded: LoadedTree, registry: Registry, *, world: World, utterances: Any,
              robot: Any = None, session: ModelSession | None = None, audit: AuditLog | None = None,
              rate_hz: float = 10.0, max_seconds: float | None = None, estop: EStop | None = None,
-             policy: SafetyPolicy | None = None) -> Run:
+             policy: SafetyPolicy | None = None, perception: str = "truth") -> Run:
     """Wire a loaded tree to a robot, a model and the audit log.
 
     Args:
@@ -95,9 +95,17 @@ def assemble(loaded: LoadedTree, registry: Registry, *, world: World, utterances
         max_seconds: time limit
         estop: the emergency-stop input (one that is never pressed by default)
         policy: plan validation settings (``config/safety.yaml``; defaults if omitted)
+        perception: ``truth`` (the backend's own object list) or ``camera`` (only what the robot's camera
+            detected; docs/vision.md)
     """
     audit = audit or AuditLog()
     robot = robot if robot is not None else make_robot("sim", world)
+    if perception == "camera":
+        from vla_bt.perception import camera_robot
+
+        robot = camera_robot(robot, world)
+    elif perception != "truth":
+        raise ValueError(f"unknown perception '{perception}' (expected truth or camera)")
     # The rate limit counts the robot's time: a simulator run faster than real time may command faster.
     clock = (lambda: robot.sim_time) if hasattr(robot, "sim_time") else time.monotonic
     validator = PlanValidator(world, policy or SafetyPolicy(), read=blackboard.read, clock=clock)
@@ -105,12 +113,14 @@ def assemble(loaded: LoadedTree, registry: Registry, *, world: World, utterances
     publisher = RobotPublisher(gate)
     runner = Runner(loaded, rate_hz=rate_hz, max_seconds=max_seconds, setup_kwargs={
         "utterances": utterances, "llm": session, "robot": gate, "world": world, "audit": audit,
-        "registry": registry,
+        "registry": registry, "perception": perception,
     })
     estop = estop or EStop()
     estop.on_change = runner.wake  # a pressed e-stop is acted on at once, not at the next period
     loaded.tree.add_pre_tick_handler(estop.pre_tick)
     loaded.tree.add_pre_tick_handler(publisher.pre_tick)
+    if perception == "camera":
+        loaded.tree.add_pre_tick_handler(robot.pre_tick)  # after the publisher: the latest frame's time
     runner.on_interrupt.append(lambda: gate.safe_stop("run interrupted"))
     if hasattr(gate.robot, "on_perception"):
         gate.robot.on_perception = runner.wake  # a hazard is acted on at once, not at the next period

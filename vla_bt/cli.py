@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="local (embedded planner, default) | realtime | chat | scripted:FILE.yaml")
     run.add_argument("--robot", default="sim", choices=["sim"], help="robot backend (default: the embedded simulator)")
     run.add_argument("--world", metavar="WORLD.yaml", help="world file (default: config/world.yaml)")
+    run.add_argument("--perception", default="truth", choices=["truth", "camera"],
+                     help="truth: the simulator's complete object list (default); camera: only what the robot's "
+                          "camera detected (docs/vision.md)")
     run.add_argument("--audit", metavar="FILE.jsonl", help="append the audit log here (one JSON object per line)")
     run.add_argument("--session", metavar="FILE.json",
                      help="keep the conversation in this file: a later run continues it")
@@ -185,7 +188,7 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     run = assemble(loaded, registry, world=world, utterances=utterances, robot=robot, session=session,
                    audit=audit, rate_hz=args.rate, max_seconds=args.max_seconds,
                    estop=EStop(args.estop_file) if args.estop_file else None,
-                   policy=load_safety_policy(config_dir(args.config)))
+                   policy=load_safety_policy(config_dir(args.config)), perception=args.perception)
     if args.session:
         from vla_bt.session_file import SessionFile
 

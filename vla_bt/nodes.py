@@ -13,6 +13,7 @@ def register_builtin_nodes(registry: Registry) -> None:
     from vla_bt import guards, leaves
 
     for cls in (leaves.Listen, leaves.Say, leaves.Ask, leaves.ParseIntent, leaves.ExecutePlan,
-                leaves.Navigate, leaves.Grasp, leaves.Place, leaves.HandOver, leaves.Stop, leaves.Confirm):
+                leaves.Navigate, leaves.Grasp, leaves.Place, leaves.HandOver, leaves.Stop, leaves.Confirm,
+                leaves.Perceive, leaves.Search):
         registry.add_class(cls)
     registry.add_class(guards.Guard, protected=True)

@@ -13,6 +13,8 @@ from vla_bt.llm.bridge import StreamHandle
 from vla_bt.llm.events import ResponseDone, StreamError, StreamEvent, TextDelta
 from vla_bt.llm.prompt import summarise_perception
 from vla_bt.llm.session import ModelSession
+from vla_bt.perception.frames import asks_to_see, frame_source
+from vla_bt.perception.imageio import ImageError, encode_within
 from vla_bt.tree.declared import Leaf, Param, ParamUnavailableError
 
 Status = py_trees.common.Status
@@ -25,6 +27,10 @@ class Ask(Leaf):
         name: node name
         instructions: extra instructions for this question, added to the session's
         timeout: seconds allowed for the whole response
+        images: attach the camera's current frame to the user turn: ``never``, ``on_request`` (when the
+            user's newest turn asks about what the robot sees: "what do you see?", "look at …") or
+            ``every_turn``; backends that take images (``realtime``) send it as an ``input_image``
+        max_image_bytes: the frame is sent as PNG, halved in size until it fits this many bytes
 
     Blackboard:
         reads ``/dialogue/history``, ``/perception/objects``, ``/perception/humans``,
@@ -43,6 +49,12 @@ class Ask(Leaf):
         "instructions": Param({"type": "string"}, "extra instructions for the model", default=""),
         "timeout": Param({"type": "number", "exclusiveMinimum": 0},
                          "seconds to wait for the complete response", default=30.0),
+        "images": Param({"enum": ["never", "on_request", "every_turn"]},
+                        "attach the camera's frame to the user turn: never, on_request (the user asks about "
+                        "what the robot sees) or every_turn", default="never", runtime=False),
+        "max_image_bytes": Param({"type": "integer", "minimum": 1000, "maximum": 20_000_000},
+                                 "size limit of the attached frame (PNG, downscaled to fit)", default=250_000,
+                                 runtime=False),
     }
     READS = (keys.PERCEPTION_OBJECTS, keys.PERCEPTION_HUMANS)
     WRITES = (keys.LLM_STREAM, keys.DIALOGUE_HISTORY, keys.LLM_TOOL_RESULTS)
@@ -55,11 +67,13 @@ class Ask(Leaf):
         self._deadline = 0.0
         self._text: list[str] = []
         self._setup_problem: str | None = None
+        self.frames: Any = None  # gives the camera's current RGB frame (None: no camera)
 
     def setup(self, **kwargs: Any) -> None:
         """Take the model session (``llm=``) and the runner's wake-up (``wake=``); connect."""
         self.session = kwargs.get("llm", self.session)
         self.wake = kwargs.get("wake", self.wake)
+        self.frames = frame_source(kwargs) if self.params["images"] != "never" else None
         self._setup_problem = None
         if self.session is not None:
             try:
@@ -80,15 +94,35 @@ class Ask(Leaf):
             return
         results, outcomes = self._tool_results()
         perception = summarise_perception(self._get(keys.PERCEPTION_OBJECTS), self._get(keys.PERCEPTION_HUMANS))
+        history = self._get(keys.DIALOGUE_HISTORY, [])
         request = self.session.request(
-            history=self._get(keys.DIALOGUE_HISTORY, []),
+            history=history,
             perception="\n".join(p for p in (perception, outcomes) if p),
-            tool_results=results, instructions=extra,
+            tool_results=results, instructions=extra, images=self._images(history),
         )
         self.blackboard.set(keys.LLM_TOOL_RESULTS, [])
         self._deadline = time.monotonic() + timeout
         self._handle = self.session.start(request, self.wake)
         self.feedback_message = "asking the model"
+
+    def _images(self, history: list[dict[str, Any]]) -> list[bytes]:
+        """The current frame, encoded within the size limit, when the ``images`` setting asks for it."""
+        mode = self.params["images"]
+        if mode == "never":
+            return []
+        if mode == "on_request":
+            said = next((str(t.get("text", "")) for t in reversed(history or []) if t.get("role") == "user"), "")
+            if not asks_to_see(said):
+                return []
+        frame = self.frames() if self.frames is not None else None
+        if frame is None:
+            self.feedback_message = "no camera frame to attach"
+            return []
+        try:
+            return [encode_within(frame, int(self.params["max_image_bytes"]))]
+        except ImageError as exc:
+            self.feedback_message = f"frame not attached: {exc}"
+            return []
 
     def _tool_results(self) -> tuple[list[ToolResult], str]:
         """Outputs of the previous response's calls; step outcomes without a call as text."""

@@ -13,6 +13,9 @@ from vla_bt.blackboard import Step
 from vla_bt.tree.declared import Declared, Param
 from vla_bt.tree.registry import NodeSpec, Registry
 
+from .perceive import Search
+from .skills import OBJECT_STANDOFF_M
+
 Status = py_trees.common.Status
 
 
@@ -22,6 +25,10 @@ class ExecutePlan(Declared, py_trees.composites.Composite):
     A dynamic sequence: on every tick it adds a child for each new step on
     ``/plan/steps`` (the skill's leaf from the registry, by tool name; an
     ``ask`` step becomes a ``Say`` of the question) and ticks the current one.
+    A high-risk step gets a ``Confirm`` before it; a step whose object has not
+    been seen yet (its ``search`` field, set by ``ParseIntent`` under camera
+    perception) gets a ``Search`` before that, which for ``grasp`` and
+    ``place`` also brings the robot within reach of what it found.
     In YAML it is written as a leaf (``{type: ExecutePlan}``): its children
     come from the plan, and show in the live view as they are added.
 
@@ -121,7 +128,7 @@ class ExecutePlan(Declared, py_trees.composites.Composite):
         for step in steps[len(self._steps):]:
             self._steps.append(step)
             try:
-                children = [*self._confirmation(step), self._leaf(step)]
+                children = [*self._search(step), *self._confirmation(step), self._leaf(step)]
             except LookupError as exc:
                 return str(exc)
             for child in children:
@@ -138,6 +145,19 @@ class ExecutePlan(Declared, py_trees.composites.Composite):
         confirm = self._spec_by_name("Confirm").build(f"{step['id']} confirm {thing}", {"question": question})
         confirm.step_id = step["id"]
         return [confirm]
+
+    def _search(self, step: Step) -> list[py_trees.behaviour.Behaviour]:
+        """A ``Search`` before a step whose object nobody has seen yet: nothing is grasped blind."""
+        reference = step.get("search")
+        if not reference:
+            return []
+        approach = OBJECT_STANDOFF_M if step["skill"] in ("grasp", "place") else None
+        params = {"reference": str(reference), "approach": approach, "say": False}
+        name = f"{step['id']} search {reference}"[:60].replace(":", " ")
+        spec = self.registry.get("Search") if self.registry is not None else None
+        search = spec.build(name, params) if spec is not None else Search(name=name, **params)
+        search.step_id = step["id"]
+        return [search]
 
     def _spec_by_name(self, name: str) -> NodeSpec:
         spec = self.registry.get(name) if self.registry is not None else None

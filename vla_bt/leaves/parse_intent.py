@@ -13,6 +13,7 @@ from vla_bt import blackboard as keys
 from vla_bt.blackboard import Step
 from vla_bt.guards.audit import AuditLog
 from vla_bt.intent.grounding import (
+    IT,
     AmbiguousError,
     Context,
     Grounded,
@@ -20,9 +21,12 @@ from vla_bt.intent.grounding import (
     ground_human,
     ground_object,
     ground_target,
+    words,
 )
 from vla_bt.llm.backend import ToolSpec
 from vla_bt.llm.events import ResponseDone, StreamError, StreamEvent, TextDelta, ToolCallDone
+from vla_bt.perception.catalogue import Catalogue, Entry
+from vla_bt.perception.source import PERCEPTION_SOURCE
 
 from .skills import SCENE_KEYS, SceneAware
 
@@ -93,8 +97,17 @@ class ParseIntent(SceneAware):
     plan there (later calls may depend on it). A reference that matches
     several things becomes an ``ask`` step with a clarification question.
 
+    With camera perception (``/perception/source`` is ``camera``, or
+    ``setup(perception="camera")``) the robot only knows what it has seen: a
+    reference to an object nobody has seen yet, but that the world's
+    catalogue makes plausible ("the green mug": a green mug exists), is
+    accepted with the user's words left in the step's arguments and the
+    reference in the step's ``search`` field; ``ExecutePlan`` then looks for
+    it before the step, and the skill leaf grounds it before anything is sent.
+
     Blackboard:
-        reads ``/llm/stream`` and the scene (``/perception/*``, ``/robot/*``, ``/dialogue/context``);
+        reads ``/llm/stream``, ``/perception/source`` and the scene (``/perception/*``, ``/robot/*``,
+        ``/dialogue/context``);
         writes ``/plan/steps``, ``/plan/done``, ``/plan/rejected``, ``/dialogue/context``, ``/llm/tool_results``
 
     Returns:
@@ -103,7 +116,7 @@ class ParseIntent(SceneAware):
 
     DESCRIPTION = "Turn each completed tool call of the model stream into a validated, grounded plan step."
     PARAMS: dict = {}
-    READS = (*SCENE_KEYS, keys.LLM_STREAM)
+    READS = (*SCENE_KEYS, keys.LLM_STREAM, PERCEPTION_SOURCE)
     WRITES = (keys.PLAN_STEPS, keys.PLAN_DONE, keys.PLAN_REJECTED, keys.DIALOGUE_CONTEXT, keys.LLM_TOOL_RESULTS)
 
     def __init__(self, name: str | None = None, **params: Any):
@@ -111,6 +124,9 @@ class ParseIntent(SceneAware):
         self.tools: dict[str, ToolSpec] = {}
         self.audit = AuditLog()
         self.world: Any = None
+        self.catalogue = Catalogue()
+        self.perception: str | None = None  # "camera": only what was seen is known (see the class docs)
+        self._unseen: tuple[str, list[Entry]] | None = None
         self._count = 0  # step ids stay unique across responses
 
     def setup(self, **kwargs: Any) -> None:
@@ -120,6 +136,9 @@ class ParseIntent(SceneAware):
             self.tools = {tool.name: tool for tool in session.tools}
         self.audit = kwargs.get("audit", self.audit)
         self.world = kwargs.get("world", self.world)
+        self.perception = kwargs.get("perception", self.perception)
+        if self.world is not None:
+            self.catalogue = Catalogue.from_world(self.world)
 
     def initialise(self) -> None:
         self._cursor, self._text, self._text_cursor = 0, "", 0
@@ -159,6 +178,7 @@ class ParseIntent(SceneAware):
     # -- one call ---------------------------------------------------------------------
 
     def _on_call(self, call_id: str, name: str, raw: str) -> None:
+        self._unseen = None
         try:
             if self._blocked:
                 raise RefusedError(f"not carried out: {self._blocked}")
@@ -173,6 +193,8 @@ class ParseIntent(SceneAware):
                 where = "/".join(str(p) for p in problems[0].absolute_path)
                 raise RefusedError(f"arguments {where + ': ' if where else ''}{problems[0].message}")
             step = self._step(name, self._ground(name, args))
+            if self._unseen is not None:
+                step["search"] = self._unseen[0]  # type: ignore[typeddict-unknown-key]
         except RefusedError as refusal:
             self._refuse(call_id, name, raw, str(refusal))
             return
@@ -184,7 +206,10 @@ class ParseIntent(SceneAware):
             return
         self._steps.append(step)
         self.blackboard.set(keys.PLAN_STEPS, list(self._steps))
-        self._result(call_id, {"status": "accepted", "step": step["id"], "args": step["args"]})
+        accepted = {"status": "accepted", "step": step["id"], "args": step["args"]}
+        if step.get("search"):
+            accepted["note"] = f"'{step.get('search')}' is not in view yet: the robot will look for it first"
+        self._result(call_id, accepted)
 
     def _step(self, skill: str, args: dict[str, Any]) -> Step:
         self._count += 1
@@ -194,6 +219,8 @@ class ParseIntent(SceneAware):
                 obj = self.world.object(value) if isinstance(value, str) else None
                 if obj is not None and obj.risk == "high":
                     risk = "high"
+        if self._unseen is not None and any(entry.risk == "high" for entry in self._unseen[1]):
+            risk = "high"  # not seen yet, but it may be the high-risk one: confirm first all the same
         return Step(id=f"s{self._count}", skill=skill, args=args, risk=risk)
 
     def _refuse(self, call_id: str, name: str, raw: str, reason: str) -> None:
@@ -219,21 +246,55 @@ class ParseIntent(SceneAware):
         """Resolve references to ids, and remember them for "it" and "there"."""
         scene, context = self.scene(), self.context()
         grounded = dict(args)
+        self._unseen = None
         if skill == "navigate":
-            target = ground_target(args["target"], scene, context)
-            grounded["target"] = target.id if target.id else list(target.pose)
-            self._remember(context, target, navigating=True)
+            target = self._or_unseen(lambda: ground_target(args["target"], scene, context), args["target"], context)
+            if target is not None:
+                grounded["target"] = target.id if target.id else list(target.pose)
+                self._remember(context, target, navigating=True)
         elif skill == "grasp":
-            target = ground_object(args["object"], scene, context)
-            grounded["object"] = target.id
-            self._remember(context, target)
+            target = self._or_unseen(lambda: ground_object(args["object"], scene, context), args["object"], context)
+            if target is not None:
+                grounded["object"] = target.id
+                self._remember(context, target)
         elif skill == "place":
-            target = ground_target(args["target"], scene, context)
-            grounded["target"] = target.id if target.id else list(target.pose)
+            target = self._or_unseen(lambda: ground_target(args["target"], scene, context), args["target"], context)
+            if target is not None:
+                grounded["target"] = target.id if target.id else list(target.pose)
         elif skill == "hand_over":
             grounded["to"] = ground_human(args["to"], scene).id
         self.blackboard.set(keys.DIALOGUE_CONTEXT, context.to_json())
         return grounded
+
+    def camera_mode(self) -> bool:
+        """Whether perception shows only what the camera has seen (so unseen objects may still exist)."""
+        return self.perception == "camera" or self._get(PERCEPTION_SOURCE) == "camera"
+
+    def _or_unseen(self, resolve: Any, reference: Any, context: Context) -> Grounded | None:
+        """``resolve()``; with camera perception, None for a plausible object nobody has seen yet (see the class).
+
+        Raises:
+            UnresolvedError: nothing matches, and nothing known could (or perception is not the camera's)
+        """
+        try:
+            return resolve()
+        except UnresolvedError:
+            if not (self.camera_mode() and isinstance(reference, str)):
+                raise
+            said = reference
+            if set(words(said)) <= IT and context.last_object and self.catalogue.get(context.last_object):
+                said = context.last_object  # "it": the object last spoken of, out of view now
+            entries = self.catalogue.plausible(said)
+            if not entries:
+                raise
+        self._unseen = (said, entries)
+        labels = {entry.label for entry in entries}
+        if len(labels) == 1:
+            context.last_label = labels.pop()
+        if len(entries) == 1:
+            context.last_object = entries[0].id
+        self.blackboard.set(keys.DIALOGUE_CONTEXT, context.to_json())
+        return None
 
     def _remember(self, context: Context, target: Grounded, navigating: bool = False) -> None:
         if target.kind == "object":

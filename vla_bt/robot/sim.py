@@ -875,6 +875,31 @@ class SimRobot:
                               moving=active is not None, stopped=self._stopped,
                               speed=active.speed if driving else 0.0)
 
+    def camera_frame(self, camera: Any = None, noise: bool = True) -> Any:
+        """What the robot's camera sees now: an RGB frame drawn from the simulated world.
+
+        Held and handed-over objects are not in view; people are. The sensor
+        noise is seeded by ``seed`` and the simulation step, so the same run
+        gives the same frames.
+
+        Args:
+            camera: a ``vla_bt.perception.CameraModel`` (the default camera when None)
+            noise: add sensor noise
+
+        Returns:
+            a ``vla_bt.perception.Frame`` stamped with sim time
+        """
+        from vla_bt.perception.camera import CameraModel
+        from vla_bt.perception.render import noise_source, world_view
+
+        with self._lock:
+            objects = [{"id": o.id, "label": o.label, "color": o.color, "pose": list(o.pose)}
+                       for o in self._objects.values() if o.id not in self.given and o.id != self._holding]
+            humans = [{"id": human_id, "pose": list(pose)} for human_id, pose in self._humans.items()]
+            pose, stamp, ticks = self._pose, self.sim_time, self._ticks
+        rng = noise_source(self.seed, ticks) if noise else None
+        return world_view(camera or CameraModel(), pose, objects, humans, rng=rng, stamp=stamp)
+
     def perceive(self) -> Perception:
         """Everything there is, seen perfectly: objects (not those handed over) and people, stamped with sim time."""
         with self._lock:
