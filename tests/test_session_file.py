@@ -27,7 +27,8 @@ def test_a_second_run_continues_the_conversation_of_the_first(tmp_path: Path) ->
                 "--time-scale", "50", "--json")
     assert first.returncode == 0, first.stderr
     saved = json.loads(session.read_text())
-    assert [t["text"] for t in saved["history"]] == ["Hello! What can I do for you?", "go to the kitchen"]
+    assert [t["text"] for t in saved["history"]] == ["Hello! What can I do for you?", "go to the kitchen",
+                                                     "I'll go to the kitchen."]
     assert saved["context"]["last_place"] == "kitchen"
 
     second = run("run", "trees/assistant.yaml", "--say", "go to the bedroom", "--session", str(session),
