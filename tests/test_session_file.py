@@ -36,7 +36,7 @@ def test_a_second_run_continues_the_conversation_of_the_first(tmp_path: Path) ->
     assert second.returncode == 0, second.stderr
     dialogue = [t["text"] for t in json.loads(second.stdout)["dialogue"]]
     assert dialogue[:2] == ["Hello! What can I do for you?", "go to the kitchen"]
-    assert dialogue[-1] == "go to the bedroom"
+    assert dialogue[-2:] == ["go to the bedroom", "I'll go to the bedroom."]
     assert json.loads(session.read_text())["context"]["last_place"] == "bedroom"
 
 
