@@ -5,6 +5,16 @@ py_trees keeps one blackboard per process (class attributes of
 and the activity stream would otherwise leak from one test into the next.
 """
 
+import os
+import random
+import tempfile
+
+# ROS 2 (tests marked ``ros``): keep DDS discovery on this machine, in a domain of this run, with logs in a
+# temporary folder. Set before anything imports rclpy; child processes inherit it.
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
+os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="vla_bt_ros_logs_"))
+
 import py_trees
 import pytest
 

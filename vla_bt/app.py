@@ -28,8 +28,17 @@ from vla_bt.tree.registry import Registry
 from vla_bt.tree.runner import Runner, RunResult
 
 
-def make_robot(kind: str, world: World, time_scale: float = 1.0, seed: int = 0) -> Any:
+def make_robot(kind: str, world: World, time_scale: float = 1.0, seed: int = 0, estop: EStop | None = None,
+               config: Any = None) -> Any:
     """The robot backend named by ``--robot``.
+
+    Args:
+        kind: ``sim`` (the embedded simulator) or ``ros2`` (``vla_bt.robot.ros2.Ros2Robot``)
+        world: the world (the simulator's)
+        time_scale: the simulator's speed-up
+        seed: the simulator's seed
+        estop: the run's e-stop input, which the ROS robot's e-stop topic presses
+        config: the configuration directory (or a ``ros2.yaml``) for the ROS robot
 
     Raises:
         ValueError: an unknown kind
@@ -38,7 +47,12 @@ def make_robot(kind: str, world: World, time_scale: float = 1.0, seed: int = 0) 
         from vla_bt.robot.sim import SimRobot
 
         return SimRobot(world, time_scale=time_scale, seed=seed)
-    raise ValueError(f"unknown --robot '{kind}' (expected sim)")
+    if kind == "ros2":
+        from vla_bt.robot.ros2 import Ros2Robot
+        from vla_bt.ros.config import load_ros2_config
+
+        return Ros2Robot(load_ros2_config(config), estop=estop)
+    raise ValueError(f"unknown --robot '{kind}' (expected sim or ros2)")
 
 
 @dataclass

@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the next utterance Listen receives (repeat for several turns)")
     run.add_argument("--llm", default="local", metavar="BACKEND",
                      help="local (embedded planner, default) | realtime | chat | scripted:FILE.yaml")
-    run.add_argument("--robot", default="sim", choices=["sim"], help="robot backend (default: the embedded simulator)")
+    run.add_argument("--robot", default="sim", choices=["sim", "ros2"],
+                     help="robot backend: sim (the embedded simulator, default) or ros2 (config/ros2.yaml)")
     run.add_argument("--world", metavar="WORLD.yaml", help="world file (default: config/world.yaml)")
     run.add_argument("--perception", default="truth", choices=["truth", "camera"],
                      help="truth: the simulator's complete object list (default); camera: only what the robot's "
@@ -131,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (a minute instead of several)")
     bench.add_argument("--only", action="append", metavar="FIGURE", help="measure only this figure (repeatable)")
 
+    from vla_bt.ros import commands as ros_commands
+
+    ros_commands.add_ros_arguments(command("ros", "Run a tree inside a ROS 2 node (status, speech and robot "
+                                                  "on ROS 2 topics and actions)."))
+    ros_commands.add_sim_node_arguments(command("sim-node", "Serve the embedded simulator as a ROS 2 robot "
+                                                            "(Nav2 and gripper actions, odometry, markers)."))
+
     schema = command("schema", "Write the JSON Schema of the tree format (for editors).")
     schema.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
     return parser
@@ -142,9 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         registry = _registry(args.config)
+        from vla_bt.ros import commands as ros_commands
+
         handler = {"run": cmd_run, "validate": cmd_validate, "render": cmd_render, "nodes": cmd_nodes,
                    "schema": cmd_schema, "serve-realtime": cmd_serve_realtime, "bench": cmd_bench,
-                   "replay": cmd_replay}[args.command]
+                   "replay": cmd_replay, "ros": ros_commands.run_ros,
+                   "sim-node": ros_commands.run_sim_node}[args.command]
         return handler(args, registry)
     except TreeError as error:
         for diagnostic in error.diagnostics:
@@ -179,15 +190,20 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     loaded = TreeLoader(registry).load(_existing(args.tree))
     world = _world(args)
     session = _model_session(args, registry, world) if needs_model(loaded) else None
+    if args.robot == "ros2":
+        from vla_bt.ros.commands import require_ros
+
+        require_ros()  # rclpy, nav2_msgs and control_msgs present, else exit 2 with how to install them
+    estop = EStop(args.estop_file) if args.estop_file else EStop()
     try:
-        robot = make_robot(args.robot, world, time_scale=args.time_scale)
+        robot = make_robot(args.robot, world, time_scale=args.time_scale, estop=estop, config=config_dir(args.config))
         audit = AuditLog(args.audit) if args.audit else AuditLog()
     except (ValueError, OSError) as error:
         raise BadInputError(str(error)) from None
     utterances = ScriptedUtterances(args.say) if args.say is not None else ConsoleUtterances()
     run = assemble(loaded, registry, world=world, utterances=utterances, robot=robot, session=session,
                    audit=audit, rate_hz=args.rate, max_seconds=args.max_seconds,
-                   estop=EStop(args.estop_file) if args.estop_file else None,
+                   estop=estop,
                    policy=load_safety_policy(config_dir(args.config)), perception=args.perception)
     if args.session:
         from vla_bt.session_file import SessionFile

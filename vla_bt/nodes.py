@@ -17,3 +17,6 @@ def register_builtin_nodes(registry: Registry) -> None:
                 leaves.Perceive, leaves.Search):
         registry.add_class(cls)
     registry.add_class(guards.Guard, protected=True)
+    from vla_bt.ros.behaviours import register as register_ros_behaviours  # declared only: no rclpy import
+
+    register_ros_behaviours(registry)

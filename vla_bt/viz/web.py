@@ -16,6 +16,9 @@ no third-party code in the page.
   far, then one ``frame`` per tick with changes (``vla_bt.viz.record``) and an
   ``svg`` whenever the tree's structure changed.
 * ``GET /state.json`` — the current state as JSON (for scripts).
+* ``GET /frame.png`` — with camera perception (``--perception camera``), the
+  latest camera frame with its detections drawn; 404 without a camera or
+  before its first frame. The page shows it in its Camera panel.
 
 A post-tick handler takes the snapshot of each tick and hands it to the
 asyncio loop of ``AsyncBridge.shared()`` without waiting: the tick never
@@ -23,10 +26,10 @@ blocks on a browser, and Graphviz runs in a worker thread.
 
 Security: the viewer binds 127.0.0.1 by default and then accepts only
 loopback ``Host`` headers (no DNS rebinding). Binding another address needs a
-token (``--viewer-token`` or ``VLA_BT_VIEWER_TOKEN``); the page, the websocket
-and ``state.json`` then require ``?token=…``. Websocket ``Origin`` must match
-the page's host. The page runs under a Content Security Policy that allows
-only its own scripts.
+token (``--viewer-token`` or ``VLA_BT_VIEWER_TOKEN``); the page, the websocket,
+``state.json`` and ``frame.png`` then require ``?token=…``. Websocket
+``Origin`` must match the page's host. The page runs under a Content Security
+Policy that allows only its own scripts.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -76,6 +80,10 @@ CLIENT_QUEUE_LIMIT = 5_000
 """Messages waiting for one page before it is disconnected as too slow."""
 _QUIET = logging.getLogger("vla_bt.viz.web.websockets")
 _QUIET.setLevel(logging.CRITICAL)  # aborted browser handshakes are not the user's problem
+
+
+CameraSource = Callable[[], bytes | None]
+"""Returns the latest camera frame as PNG bytes (detections drawn), or None when there is none yet."""
 
 
 class ViewerError(Exception):
@@ -175,9 +183,10 @@ class Viewer:
     Args:
         host: interface to bind (127.0.0.1 by default; any other address needs ``token``)
         port: TCP port (0 picks a free one; ``port`` tells which after ``start()``)
-        token: required as ``?token=`` by the page, the websocket and ``state.json`` when given
+        token: required as ``?token=`` by the page, the websocket, ``state.json`` and ``frame.png`` when given
         history: frames kept for late pages and the timeline
         bridge: the asyncio loop to serve on (``AsyncBridge.shared()`` by default)
+        camera: the latest camera frame as PNG bytes, served as ``/frame.png`` (``camera_source(robot)``)
 
     Raises:
         ViewerError: a non-loopback ``host`` without a token
@@ -190,7 +199,7 @@ class Viewer:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, token: str | None = None, *,
-                 history: int = HISTORY, bridge: AsyncBridge | None = None):
+                 history: int = HISTORY, bridge: AsyncBridge | None = None, camera: CameraSource | None = None):
         if not is_loopback(host) and not token:
             raise ViewerError(f"the viewer would be reachable from other machines on {host!r}: give a token "
                               f"(--viewer-token TOKEN or {TOKEN_ENV}=TOKEN), or bind 127.0.0.1")
@@ -198,6 +207,7 @@ class Viewer:
         self.port = port
         self.token = token or None
         self.mode = "live"
+        self.camera = camera
         self._bridge = bridge
         self._server: Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -374,7 +384,8 @@ class Viewer:
 
     def _hello(self) -> dict[str, Any]:
         revs = {self._base["rev"], *(f["tree"]["rev"] for f in self._frames if f.get("tree"))}
-        return {"type": "hello", "mode": self.mode, "header": self._header, "base": self._base,
+        return {"type": "hello", "mode": self.mode, "camera": self.camera is not None,
+                "header": self._header, "base": self._base,
                 "frames": list(self._frames), "svgs": {str(r): self._svgs[r] for r in revs if self._svgs.get(r)}}
 
     def state(self) -> dict[str, Any]:
@@ -422,7 +433,7 @@ class Viewer:
         name = urlsplit(f"//{host_header}").hostname or ""
         return is_loopback(name)
 
-    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         parts = urlsplit(request.path)
         query = parse_qs(parts.query)
         host = request.headers.get("Host", "")
@@ -445,13 +456,32 @@ class Viewer:
                 return _text(403, "Forbidden", "a valid token is needed")
             body = dumps({"mode": self.mode, "header": self._header, "state": self.state()}).encode("utf-8")
             return _response(200, "OK", body, "application/json")
+        if parts.path == "/frame.png":
+            if not self._token_ok(query):
+                return _text(403, "Forbidden", "a valid token is needed")
+            return await self._frame()
         if parts.path.startswith("/static/") and parts.path[len("/static/"):] in self._assets:
             return self._asset(parts.path[len("/static/"):], host)
         return _text(404, "Not Found", f"no such page: {parts.path}")
 
+    async def _frame(self) -> Response:
+        """The latest camera frame (encoded in a worker thread: the loop also serves the websocket)."""
+        camera = self.camera
+        if camera is None:
+            return _text(404, "Not Found", "no camera: run with --perception camera")
+        try:
+            png = await asyncio.get_running_loop().run_in_executor(None, camera)
+        except Exception as exc:  # noqa: BLE001 - a failing camera is the run's problem, not the page's
+            log.warning("camera frame failed: %s", exc)
+            png = None
+        if not isinstance(png, (bytes, bytearray)) or not png:
+            return _text(404, "Not Found", "no camera frame yet")
+        return _response(200, "OK", bytes(png), "image/png")
+
     def _asset(self, name: str, host: str) -> Response:
         path = self._assets[name]
-        policy = (f"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        policy = (f"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                  f"img-src 'self' data: blob:; "
                   f"connect-src 'self' ws://{host}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
         return _response(200, "OK", path.read_bytes(), CONTENT_TYPES[path.suffix],
                          {"Content-Security-Policy": policy, "X-Frame-Options": "DENY"})
@@ -477,12 +507,57 @@ class LiveFeed:
         self.viewer.publish(self.snapshotter.tail())
 
 
+def camera_source(robot: Any) -> CameraSource | None:
+    """The latest annotated camera frame of a robot backend, found through its wrappers, if it has a camera.
+
+    A backend with camera perception (``vla_bt.perception.CameraRobot``) has a ``perception`` pipeline with
+    ``annotated_png()``; the command gate and other wrappers keep the backend in ``robot``. The PNG is
+    encoded once per camera frame, however many pages ask for it.
+
+    Args:
+        robot: the run's robot (``run.robot``, the command gate) or a backend
+
+    Returns:
+        a function giving the PNG bytes (None before the first frame), or None without a camera
+    """
+    seen: set[int] = set()
+    while robot is not None and id(robot) not in seen and len(seen) < 8:  # gate → camera wrapper → backend
+        seen.add(id(robot))
+        perception = _attribute(robot, "perception")
+        if callable(getattr(perception, "annotated_png", None)):
+            return _latest_png(perception)
+        robot = _attribute(robot, "robot")
+    return None
+
+
+def _attribute(thing: Any, name: str) -> Any:
+    try:
+        return getattr(thing, name, None)
+    except Exception:  # noqa: BLE001 - a backend's property may fail (a ROS node that is gone): no camera then
+        return None
+
+
+def _latest_png(perception: Any) -> CameraSource:
+    lock = threading.Lock()
+    cache: list[Any] = [None, None]  # the frame encoded last, its PNG
+
+    def png() -> bytes | None:
+        with lock:
+            frame = getattr(perception, "latest", None)
+            if frame is None or frame is not cache[0]:
+                cache[:] = [frame, perception.annotated_png()]
+            return cache[1]
+
+    return png
+
+
 def attach_viewer(run: Any, host: str = "127.0.0.1", port: int = DEFAULT_PORT, token: str | None = None) -> Viewer:
     """Serve the live viewer for a run (``vla-bt run … --viewer [HOST:]PORT``).
 
     Starts the server at once (so its address can be printed before the run),
     shows the tree before the first tick, and adds a post-tick handler and a
-    shutdown hook to the run. After ``run.execute()``, call
+    shutdown hook to the run. With camera perception, ``/frame.png`` serves
+    the camera's latest frame. After ``run.execute()``, call
     ``viewer.finish(result)`` and ``viewer.close()``.
 
     Args:
@@ -498,7 +573,7 @@ def attach_viewer(run: Any, host: str = "127.0.0.1", port: int = DEFAULT_PORT, t
         ViewerError: no token for a non-loopback address, or the port cannot be bound
     """
     token = token or os.environ.get(TOKEN_ENV) or None
-    viewer = Viewer(host, port, token).start()
+    viewer = Viewer(host, port, token, camera=camera_source(run.robot)).start()
     runner = run.runner
     snapshotter = Snapshotter(default_keys(runner.loaded), audit=run.audit, path_source=planned_path_of(run.robot))
     viewer.set_header(header(tree=runner.loaded, world=runner.setup_kwargs.get("world"),

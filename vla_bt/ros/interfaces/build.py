@@ -188,7 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--prefix", type=Path, default=Path(sys.prefix), help="install prefix (default: sys.prefix)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="parallel compile jobs")
     parser.add_argument("--keep", metavar="DIR", type=Path, help="build in DIR and keep it (logs, generated code)")
-    parser.add_argument("packages", nargs="*", metavar="PACKAGE", help=f"which to build (default: {', '.join(PACKAGES)})")
+    parser.add_argument("packages", nargs="*", metavar="PACKAGE",
+                        help=f"which to build (default: {', '.join(PACKAGES)})")
     args = parser.parse_args(argv)
     unknown = [p for p in args.packages if p not in PACKAGES]
     if unknown:

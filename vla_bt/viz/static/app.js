@@ -8,6 +8,7 @@
   const AUDIT_KEEP = 2000;
   const TRAIL_POINTS = 600;
   const EVENT_ROWS = 120;
+  const CAMERA_EVERY_MS = 100;    // the camera image is fetched at most this often, and only after a new frame
 
   const $ = (selector) => document.querySelector(selector);
   const token = new URLSearchParams(location.search).get("token");
@@ -16,6 +17,7 @@
     mode: "live", header: null, base: emptyState(), frames: [], svgs: {}, keyframes: new Map(),
     live: emptyState(), index: -1, follow: true, playing: false, connected: false, shownRev: null,
     poses: [], renderPending: false, playTimer: null, lastError: null,
+    camera: {available: false, wanted: false, busy: false, timer: null, last: 0, requests: 0, shown: 0, url: null},
   };
   window.vlaViewer = app; // for tests and for poking at from the console
 
@@ -133,11 +135,13 @@
       try { message = JSON.parse(event.data); } catch (error) { app.lastError = String(error); return; }
       if (message.type === "hello") {
         reset(message);
+        setCamera(Boolean(message.camera) && app.mode === "live");
       } else if (message.type === "header") {
         app.header = message.header;
       } else if (message.type === "frame") {
         addFrame(message.frame);
         if (app.follow) app.index = app.frames.length - 1;
+        wantCameraFrame();
       } else if (message.type === "svg") {
         app.svgs[message.rev] = message.svg;
         if (!message.svg) app.svgs[message.rev] = null;
@@ -155,6 +159,72 @@
     const badge = $("#conn");
     badge.className = "badge conn-" + kind;
     badge.textContent = text;
+  }
+
+  // -- the camera --------------------------------------------------------------------------
+  // With camera perception the server has /frame.png: the latest camera frame with the detections drawn.
+  // It is fetched again after frame messages: one request at a time, at most every CAMERA_EVERY_MS, so a
+  // burst of ticks costs one image. The panel appears with the first image.
+
+  function setCamera(available) {
+    const camera = app.camera;
+    camera.available = available;
+    if (!available) {
+      camera.wanted = false;
+      $("#camera-panel").hidden = true;
+      return;
+    }
+    wantCameraFrame();
+  }
+
+  function wantCameraFrame() {
+    if (!app.camera.available) return;
+    app.camera.wanted = true;
+    pumpCamera();
+  }
+
+  function pumpCamera() {
+    const camera = app.camera;
+    if (!camera.wanted || camera.busy || camera.timer !== null) return;
+    const wait = camera.last + CAMERA_EVERY_MS - Date.now();
+    if (wait > 0) {
+      camera.timer = setTimeout(() => { camera.timer = null; pumpCamera(); }, wait);
+      return;
+    }
+    camera.wanted = false;
+    camera.busy = true;
+    camera.last = Date.now();
+    camera.requests += 1;
+    const url = "/frame.png?" + (token ? "token=" + encodeURIComponent(token) + "&" : "") + "n=" + camera.requests;
+    fetch(url, {cache: "no-store"})
+      .then((response) => (response.ok ? response.blob() : null)) // 404: no frame yet
+      .then((blob) => { if (blob && blob.size) showCameraFrame(blob); })
+      .catch((error) => { app.lastError = String(error); })
+      .finally(() => { camera.busy = false; pumpCamera(); });
+  }
+
+  function showCameraFrame(blob) {
+    const camera = app.camera, image = $("#camera");
+    const previous = camera.url;
+    const url = camera.url = URL.createObjectURL(blob);
+    const done = (ok) => {
+      if (previous) URL.revokeObjectURL(previous);
+      if (!ok || camera.url !== url) return;
+      camera.shown += 1;
+      $("#camera-panel").hidden = false;
+      renderCamera();
+    };
+    image.onload = () => done(true);
+    image.onerror = () => done(false);
+    image.src = url;
+  }
+
+  function renderCamera() {
+    const image = $("#camera");
+    if ($("#camera-panel").hidden || !image.naturalWidth) return;
+    const behind = app.index < app.frames.length - 1;
+    $("#camera-info").textContent = image.naturalWidth + "×" + image.naturalHeight + " · latest frame" +
+      (behind ? " (the timeline shows an earlier tick)" : "");
   }
 
   // -- drawing -------------------------------------------------------------------------------
@@ -190,6 +260,7 @@
     renderPlan(state);
     renderSafety(state);
     renderPerception(state);
+    renderCamera();
   }
 
   function rootOf(state) {
