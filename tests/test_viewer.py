@@ -5,7 +5,8 @@ keep it off the network, and driven over the DevTools protocol with the
 ``websockets`` client the project already depends on. The page is checked
 while ``trees/assistant.yaml`` runs on the simulator with a scripted model:
 node names and statuses appear and change, the running path is highlighted,
-the robot moves in the world picture. A recording is replayed in the same
+the robot moves in the world picture. A run with camera perception shows the
+camera's frames with their detections. A recording is replayed in the same
 page and scrubbed. Screenshots are saved in the test's temporary folder (and
 in ``docs/images/`` when ``VLA_BT_DOCS_SCREENSHOTS=1``).
 """
@@ -18,6 +19,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -35,6 +37,7 @@ from vla_bt.guards.audit import AuditLog
 from vla_bt.llm.scripted import PlannedCall, PlannedResponse, ScriptedBackend
 from vla_bt.llm.session import ModelSession
 from vla_bt.llm.tools import tool_specs
+from vla_bt.perception.imageio import annotate, decode_png
 from vla_bt.robot.sim import SimRobot
 from vla_bt.robot.world import load_world
 from vla_bt.speech import ScriptedUtterances
@@ -222,6 +225,33 @@ def test_a_non_loopback_address_needs_a_token(monkeypatch: pytest.MonkeyPatch) -
     assert not run.runner.tree.post_tick_handlers, "nothing was attached to the run"
 
 
+LOOK = """version: 1
+name: look
+description: Drive to the kitchen and back to the user, looking with the camera.
+root:
+  type: Sequence
+  name: Look around
+  memory: true
+  children:
+    - {type: Navigate, name: Kitchen, target: kitchen}
+    - {type: Navigate, name: Back to the user, target: user}
+"""
+
+
+def camera_run(folder: Path, time_scale: float) -> Any:
+    """A small Navigate tree on the simulator with camera perception (``--perception camera``).
+
+    It ends at the user's place facing the kitchen: its last frame shows the table and the two cups.
+    """
+    tree = folder / "look.yaml"
+    tree.write_text(LOOK, encoding="utf-8")
+    registry = Registry.default()
+    loaded = TreeLoader(registry).load(str(tree))
+    world = load_world(os.path.relpath(ROOT / "config" / "world.yaml"))
+    return assemble(loaded, registry, world=world, utterances=ScriptedUtterances([]),
+                    robot=SimRobot(world, time_scale=time_scale), perception="camera", max_seconds=60)
+
+
 def get(url: str, host: str | None = None) -> tuple[int, dict[str, str], bytes]:
     request = urllib.request.Request(url, headers={"Host": host} if host else {})
     try:
@@ -276,6 +306,77 @@ def test_loopback_viewer_refuses_foreign_hosts_and_origins() -> None:
         viewer.close()
 
 
+def test_frame_png_serves_the_camera_frames_of_a_camera_run(tmp_path: Path) -> None:
+    run = camera_run(tmp_path, time_scale=10)
+    perception = run.robot.robot.perception
+    viewer = attach_viewer(run, port=0, token="cam-token")
+    base = f"http://127.0.0.1:{viewer.port}"
+    served: list[tuple[int, str, bytes]] = []
+    try:
+        with connect(f"ws://127.0.0.1:{viewer.port}/ws?token=cam-token", open_timeout=5) as socket:
+            assert json.loads(socket.recv(timeout=5))["camera"] is True, "the page is told there is a camera"
+        status, _, body = get(base + "/frame.png?token=cam-token")
+        assert (status, body) == (404, b"no camera frame yet\n"), "nothing to show before the first frame"
+        done = threading.Event()
+
+        def poll() -> None:
+            while not done.is_set():
+                status, headers, body = get(base + "/frame.png?token=cam-token")
+                served.append((status, headers.get("Content-Type", ""), body))
+                time.sleep(0.05)
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        result = run.execute()
+        done.set()
+        poller.join(10)
+        assert result.status == "SUCCESS", result.reason
+        for path in ("/frame.png", "/frame.png?token=wrong"):
+            status, _, body = get(base + path)
+            assert status == 403 and b"token" in body, path
+        assert get(base + "/frame.png?token=cam-token", host=f"attacker.example:{viewer.port}")[0] == 403
+        status, headers, body = get(base + "/frame.png?token=cam-token&n=7")
+    finally:
+        viewer.close()
+    assert status == 200
+    assert headers["Content-Type"] == "image/png" and headers["Cache-Control"] == "no-store"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert body[:8] == b"\x89PNG\r\n\x1a\n"
+    latest = perception.latest
+    assert perception.detections, "the last frame, facing the kitchen, shows the table and the cups"
+    image = decode_png(body)
+    assert image.shape == latest.rgb.shape == (120, 160, 3)
+    assert (image == annotate(latest.rgb, perception.detections)).all(), "the latest frame with its detections"
+    assert (image != latest.rgb).any(), "the detections are drawn on it"
+    frames = [body for status, kind, body in served if status == 200]
+    assert len(frames) >= 5, f"frames were served while the robot drove ({len(served)} requests)"
+    assert all(kind == "image/png" and body[:4] == b"\x89PNG" for status, kind, body in served if status == 200)
+    assert len(set(frames)) >= 3, "the frame changes as the robot moves"
+
+
+def test_frame_png_is_404_without_a_camera() -> None:
+    run = assistant_run(time_scale=10)
+    viewer = attach_viewer(run, port=0)
+    try:
+        with connect(f"ws://127.0.0.1:{viewer.port}/ws", open_timeout=5) as socket:
+            assert json.loads(socket.recv(timeout=5))["camera"] is False
+        status, headers, body = get(f"http://127.0.0.1:{viewer.port}/frame.png")
+    finally:
+        viewer.close()
+    assert status == 404 and b"no camera" in body and headers["Cache-Control"] == "no-store"
+    plain = Viewer(port=0).start()
+    try:
+        assert get(f"http://127.0.0.1:{plain.port}/frame.png")[0] == 404
+    finally:
+        plain.close()
+
+
+def test_the_viewer_does_not_import_perception() -> None:
+    code = "import sys, vla_bt.viz.web; print('vla_bt.perception' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "False", "camera support is found on the run's robot, not imported"
+
+
 def test_a_busy_port_is_a_clear_error() -> None:
     first = Viewer(port=0).start()
     try:
@@ -298,6 +399,7 @@ SAMPLE = """JSON.stringify({
   plan: [...document.querySelectorAll('#plan tbody tr[data-step]')].map(r => [r.dataset.step, r.dataset.state]),
   dialogue: document.querySelector('#dialogue').innerText,
   root: document.querySelector('#root-status').textContent,
+  camera: !document.querySelector('#camera-panel').hidden || vlaViewer.camera.requests > 0,
 })"""
 
 
@@ -355,11 +457,66 @@ def test_live_page_shows_the_tree_and_the_robot_acting(browser: Chromium, tmp_pa
     assert final["plan"] == [["s1", "done"], ["s2", "done"], ["s3", "done"]]
     assert "bring me the red cup" in final["dialogue"]
     assert final["svgNodes"] >= 16 and final["root"] == "SUCCESS"
+    assert not any(s["camera"] for s in samples), "no camera panel and no frame requests without a camera"
     assert shot.exists(), "a screenshot was taken during the navigation"
     assert_png(shot)
     assert_png(end_shot)
     docs_copy(shot, "viewer-live.png")
     print(f"screenshots: {shot} {end_shot}")
+
+
+CAMERA = """JSON.stringify({
+  visible: !document.querySelector('#camera-panel').hidden,
+  width: document.querySelector('#camera').naturalWidth,
+  height: document.querySelector('#camera').naturalHeight,
+  src: document.querySelector('#camera').src,
+  shown: vlaViewer.camera.shown,
+  requests: vlaViewer.camera.requests,
+  frames: vlaViewer.frames.length,
+  info: document.querySelector('#camera-info').textContent,
+})"""
+
+
+def test_live_page_shows_the_camera_frames(browser: Chromium, tmp_path: Path) -> None:
+    run = camera_run(tmp_path, time_scale=3)
+    viewer = attach_viewer(run, port=0, token="cam-token")
+    samples: list[dict[str, Any]] = []
+    try:
+        browser.goto(viewer.url)
+        browser.wait_for("vlaViewer.connected && vlaViewer.camera.requests >= 1 && !vlaViewer.camera.busy")
+        before = json.loads(browser.eval(CAMERA))
+        assert not before["visible"], "no panel before the camera's first frame"
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                samples.append(json.loads(browser.eval(CAMERA)))
+                time.sleep(0.1)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        result = run.execute()
+        time.sleep(0.3)
+        done.set()
+        watcher.join(10)
+        assert result.status == "SUCCESS", result.reason
+        browser.wait_for("!vlaViewer.camera.busy && !vlaViewer.camera.wanted")
+        final = json.loads(browser.eval(CAMERA))
+        shot = browser.screenshot(tmp_path / "viewer-camera.png")
+    finally:
+        viewer.close()
+    assert final["visible"] and (final["width"], final["height"]) == (160, 120)
+    assert final["src"].startswith("blob:"), "the image is the fetched frame"
+    assert final["info"].startswith("160×120 · latest frame")
+    assert final["shown"] >= 5, "the image is refreshed as the robot drives"
+    assert final["requests"] <= final["frames"] + 1, "at most one request per frame message (and one at hello)"
+    shown = [s for s in samples if s["visible"]]
+    assert len(shown) > 10, "the panel appeared with the first frames of the run"
+    assert all(s["width"] == 160 for s in shown), "a shown panel always has an image"
+    assert samples[-1]["visible"], "once shown, the panel stays"
+    assert len({s["shown"] for s in shown}) >= 5, "new frames keep replacing the image while the robot drives"
+    assert_png(shot)
+    print(f"screenshot: {shot}")
 
 
 def test_the_page_asks_for_the_token_on_a_shared_address(browser: Chromium) -> None:

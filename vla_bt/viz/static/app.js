@@ -198,25 +198,28 @@
     const url = "/frame.png?" + (token ? "token=" + encodeURIComponent(token) + "&" : "") + "n=" + camera.requests;
     fetch(url, {cache: "no-store"})
       .then((response) => (response.ok ? response.blob() : null)) // 404: no frame yet
-      .then((blob) => { if (blob && blob.size) showCameraFrame(blob); })
+      .then((blob) => (blob && blob.size ? showCameraFrame(blob) : null))
       .catch((error) => { app.lastError = String(error); })
       .finally(() => { camera.busy = false; pumpCamera(); });
   }
 
+  // The new image is decoded off the page, then takes the old one's place: no flicker, never an empty frame.
   function showCameraFrame(blob) {
-    const camera = app.camera, image = $("#camera");
-    const previous = camera.url;
-    const url = camera.url = URL.createObjectURL(blob);
-    const done = (ok) => {
+    const camera = app.camera;
+    const url = URL.createObjectURL(blob);
+    const next = new Image();
+    next.id = "camera";
+    next.alt = $("#camera").alt;
+    next.src = url;
+    return next.decode().then(() => {
+      const previous = camera.url;
+      camera.url = url;
+      $("#camera").replaceWith(next);
       if (previous) URL.revokeObjectURL(previous);
-      if (!ok || camera.url !== url) return;
       camera.shown += 1;
       $("#camera-panel").hidden = false;
       renderCamera();
-    };
-    image.onload = () => done(true);
-    image.onerror = () => done(false);
-    image.src = url;
+    }, () => URL.revokeObjectURL(url));
   }
 
   function renderCamera() {
