@@ -42,7 +42,10 @@ class RobotPublisher:
         self.blackboard.set(keys.ROBOT_MOVING, state.moving)
         self.blackboard.set(keys.ROBOT_SPEED, state.speed)
         self.blackboard.set(keys.ROBOT_STAMP, time.time())
-        self.blackboard.set(keys.PERCEPTION_STAMP, time.time())
+        # A backend whose perception carries its own Unix time (ROS 2 messages) feeds heartbeat_fresh with it,
+        # so stale sensors trip the guard; the simulator perceives on every step.
+        fresh = getattr(self.robot.robot, "stamps_wall_time", False)
+        self.blackboard.set(keys.PERCEPTION_STAMP, float(seen.stamp) if fresh else time.time())
         self.blackboard.set(keys.PERCEPTION_OBJECTS, seen.objects)
         self.blackboard.set(keys.PERCEPTION_HUMANS, seen.humans)
 

@@ -81,6 +81,8 @@ class Ros2Robot:
         node: the rclpy node (``None`` before ``setup()``)
     """
 
+    stamps_wall_time = True  # perceive().stamp is the Unix time of the latest marker message
+
     def __init__(self, config: Ros2Config | None = None, *, host: NodeHost | None = None,
                  estop: EStop | None = None):
         self.config = config or Ros2Config()
