@@ -38,7 +38,8 @@ class BadInputError(Exception):
     """Input the user can fix; printed without a traceback, exit 2."""
 
 
-def _positive(text: str) -> float:
+def positive_number(text: str) -> float:
+    """argparse type: a positive, finite number."""
     try:
         value = float(text)
     except ValueError:
@@ -78,11 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="keep the conversation in this file: a later run continues it")
     run.add_argument("--estop-file", metavar="PATH",
                      help="emergency stop: pressed while this file exists (and does not contain 0)")
-    run.add_argument("--time-scale", type=_positive, default=1.0, metavar="X",
+    run.add_argument("--time-scale", type=positive_number, default=1.0, metavar="X",
                      help="run the simulator X times faster than real time (default 1)")
     run.add_argument("--json", action="store_true", help="print one JSON object at the end, nothing else")
-    run.add_argument("--max-seconds", type=_positive, metavar="S", help="stop after S seconds")
-    run.add_argument("--rate", type=_positive, default=10.0, metavar="HZ", help="tick rate (default 10)")
+    run.add_argument("--max-seconds", type=positive_number, metavar="S", help="stop after S seconds")
+    run.add_argument("--rate", type=positive_number, default=10.0, metavar="HZ", help="tick rate (default 10)")
     run.add_argument("--record", metavar="FILE.jsonl",
                      help="append every tick's changes to this file (see 'vla-bt replay')")
     run.add_argument("--viewer", metavar="[HOST:]PORT",

@@ -33,15 +33,27 @@ class RegistryConfig:
     import_allowlist: list[str] = field(default_factory=list)
 
 
-def _read_section(directory: Path | None, filename: str, allowed: dict[str, type]) -> dict[str, Any]:
-    if directory is None or not (directory / filename).is_file():
-        return {}
-    path = directory / filename
+def read_mapping(directory: Path | None, filename: str) -> LMap | None:
+    """A configuration file as a located mapping, or ``None`` when there is none (defaults apply).
+
+    Raises:
+        TreeError: the file is not YAML, or not a mapping
+    """
+    path = directory / filename if directory else None
+    if path is None or not path.is_file():
+        return None
     data = read_located(path)
     if data is None:
-        return {}
+        return None
     if not isinstance(data, LMap):
         raise TreeError([Diagnostic(Mark(str(path), 1, 1), "expected a mapping")])
+    return data
+
+
+def _read_section(directory: Path | None, filename: str, allowed: dict[str, type]) -> dict[str, Any]:
+    data = read_mapping(directory, filename)
+    if data is None:
+        return {}
     errors = []
     for key, value in data.items():
         if key not in allowed:

@@ -26,8 +26,7 @@ from typing import Any
 from vla_bt import blackboard as keys
 from vla_bt.robot.protocol import Command
 from vla_bt.robot.world import World
-from vla_bt.tree.diagnostics import Diagnostic, Mark, TreeError
-from vla_bt.tree.yamlsrc import LMap, read_located
+from vla_bt.tree.diagnostics import Diagnostic, TreeError
 
 
 @dataclass
@@ -47,15 +46,12 @@ POLICY_SCHEMA = {"speed_policy": ("clamp", "refuse"), "path_check": ("planned", 
 
 def load_safety_policy(directory: Path | None) -> SafetyPolicy:
     """Read ``safety.yaml`` (defaults for what is absent); every problem with its position."""
+    from vla_bt.config import read_mapping
+
     policy = SafetyPolicy()
-    path = directory / "safety.yaml" if directory else None
-    if path is None or not path.is_file():
-        return policy
-    data = read_located(path)
+    data = read_mapping(directory, "safety.yaml")
     if data is None:
         return policy
-    if not isinstance(data, LMap):
-        raise TreeError([Diagnostic(Mark(str(path), 1, 1), "expected a mapping")])
     errors = []
     for key, value in data.items():
         expected = POLICY_SCHEMA.get(key)

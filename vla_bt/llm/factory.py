@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vla_bt.tree.diagnostics import Diagnostic, Mark, TreeError
-from vla_bt.tree.yamlsrc import LMap, read_located
+from vla_bt.tree.diagnostics import Diagnostic, TreeError
+from vla_bt.tree.yamlsrc import LMap
 
 from .backend import Backend, BackendError, ToolSpec
 from .pacing import Pacing
@@ -31,16 +31,13 @@ class LlmConfig:
 
 def load_llm_config(directory: Path | None) -> LlmConfig:
     """Read ``llm.yaml`` from the configuration directory (defaults for what is absent)."""
+    from vla_bt.config import read_mapping
+
     config = LlmConfig()
-    path = directory / "llm.yaml" if directory else None
-    if path is None or not path.is_file():
-        return config
-    data = read_located(path)
+    data = read_mapping(directory, "llm.yaml")
     if data is None:
         return config
     errors = []
-    if not isinstance(data, LMap):
-        raise TreeError([Diagnostic(Mark(str(path), 1, 1), "expected a mapping of backend sections")])
     for section, values in data.items():
         if section not in SECTIONS:
             errors.append(Diagnostic(data.key_at(section), f"unknown backend '{section}' (expected "

@@ -25,19 +25,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from vla_bt.cli import positive_number
 from vla_bt.tree.diagnostics import TreeError
 
 EXIT_INTERRUPTED = 130
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return value
 
 
 def _ros_options(parser: argparse.ArgumentParser) -> None:
@@ -66,11 +57,11 @@ def add_ros_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--session", metavar="FILE.json", help="keep the conversation in this file")
     parser.add_argument("--estop-file", metavar="PATH",
                         help="emergency stop: pressed while this file exists (as well as by the e-stop topic)")
-    parser.add_argument("--time-scale", type=_positive, default=1.0, metavar="X",
+    parser.add_argument("--time-scale", type=positive_number, default=1.0, metavar="X",
                         help="with --robot sim: run the simulator X times faster than real time")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end, nothing else")
-    parser.add_argument("--max-seconds", type=_positive, metavar="S", help="stop after S seconds")
-    parser.add_argument("--rate", type=_positive, default=10.0, metavar="HZ", help="tick rate (default 10)")
+    parser.add_argument("--max-seconds", type=positive_number, metavar="S", help="stop after S seconds")
+    parser.add_argument("--rate", type=positive_number, default=10.0, metavar="HZ", help="tick rate (default 10)")
     _ros_options(parser)
 
 
@@ -81,13 +72,13 @@ def add_sim_node_arguments(parser: argparse.ArgumentParser) -> None:
         parser: the subcommand's parser
     """
     parser.add_argument("--world", metavar="WORLD.yaml", help="world file (default: config/world.yaml)")
-    parser.add_argument("--time-scale", type=_positive, default=1.0, metavar="X",
+    parser.add_argument("--time-scale", type=positive_number, default=1.0, metavar="X",
                         help="run the simulator X times faster than real time (default 1)")
     parser.add_argument("--events", metavar="FILE.jsonl",
                         help="append every goal, cancel request, result, e-stop change and stop here")
-    parser.add_argument("--rate", type=_positive, default=50.0, metavar="HZ",
+    parser.add_argument("--rate", type=positive_number, default=50.0, metavar="HZ",
                         help="simulation and odometry rate (default 50)")
-    parser.add_argument("--max-seconds", type=_positive, metavar="S", help="stop after S seconds")
+    parser.add_argument("--max-seconds", type=positive_number, metavar="S", help="stop after S seconds")
     _ros_options(parser)
 
 
