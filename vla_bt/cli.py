@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("tree", metavar="TREE.yaml")
     run.add_argument("--say", action="append", default=None, metavar="TEXT",
                      help="the next utterance Listen receives (repeat for several turns)")
+    run.add_argument("--audio", action="append", default=None, metavar="FILE.wav",
+                     help="recorded speech: the next utterance, transcribed offline (repeat for several turns)")
+    run.add_argument("--speak", action="store_true", help="speak robot turns through espeak-ng")
     run.add_argument("--llm", default="local", metavar="BACKEND",
                      help="local (embedded planner, default) | realtime | chat | scripted:FILE.yaml")
     run.add_argument("--robot", default="sim", choices=["sim", "ros2"],
@@ -201,11 +204,30 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
         audit = AuditLog(args.audit) if args.audit else AuditLog()
     except (ValueError, OSError) as error:
         raise BadInputError(str(error)) from None
-    utterances = ScriptedUtterances(args.say) if args.say is not None else ConsoleUtterances()
+    if args.audio is not None:
+        from vla_bt.speech import AudioError, RecognizerError, audio_utterances
+
+        try:
+            utterances = audio_utterances(args.audio, llm=args.llm, session=session, world=world, registry=registry)
+        except (AudioError, RecognizerError) as error:
+            raise BadInputError(str(error)) from None
+    elif args.say is not None:
+        utterances = ScriptedUtterances(args.say)
+    else:
+        utterances = ConsoleUtterances()
     run = assemble(loaded, registry, world=world, utterances=utterances, robot=robot, session=session,
                    audit=audit, rate_hz=args.rate, max_seconds=args.max_seconds,
                    estop=estop,
                    policy=load_safety_policy(config_dir(args.config)), perception=args.perception)
+    if hasattr(utterances, "wake"):
+        utterances.wake = run.runner.wake
+    if args.speak:
+        from vla_bt.speech import SpeechOutputError, speech_output
+
+        try:
+            loaded.tree.add_post_tick_handler(speech_output().post_tick)
+        except SpeechOutputError as error:
+            raise BadInputError(str(error)) from None
     if args.session:
         from vla_bt.session_file import SessionFile
 

@@ -23,6 +23,19 @@ events (``response.content_part.added``, ``response.output_text.delta``…,
 ``error`` events with the GA shape. Output is always text (no audio is
 synthesised).
 
+Audio input (``audio/pcm``, 24 kHz): ``input_audio_buffer.append`` fills the
+buffer; with ``session.audio.input.turn_detection`` of type ``server_vad``
+(the default) a voice activity detector sends
+``input_audio_buffer.speech_started`` / ``.speech_stopped``, then commits the
+speech (``input_audio_buffer.committed``, ``conversation.item.added``/``.done``
+with an ``input_audio`` part), transcribes it offline (pocketsphinx with the
+backend's command grammar, or the ``transcriber`` given) and, when
+``session.audio.input.transcription`` is set, sends
+``conversation.item.input_audio_transcription.delta``/``.completed``; then,
+if ``create_response`` is true, the response. ``input_audio_buffer.commit``
+and ``.clear`` work as in the GA API. The backend sees the transcript as the
+user's turn. Raw audio is never kept.
+
 How the conversation becomes a ``TurnRequest``: user messages give the
 history (their first ``input_text`` part is the turn's text); further
 ``input_text`` parts of the newest user message are the perception summary;
@@ -67,9 +80,13 @@ SESSION_KEYS = frozenset({"type", "audio", "include", "instructions", "max_outpu
                           "output_modalities", "parallel_tool_calls", "prompt", "reasoning", "tool_choice", "tools",
                           "tracing", "truncation"})
 CLIENT_EVENTS = ("session.update", "conversation.item.create", "conversation.item.delete", "conversation.item.retrieve",
-                 "response.create", "response.cancel")
-UNSUPPORTED_EVENTS = ("input_audio_buffer.append", "input_audio_buffer.commit", "input_audio_buffer.clear",
-                      "conversation.item.truncate", "output_audio_buffer.clear")
+                 "response.create", "response.cancel", "input_audio_buffer.append", "input_audio_buffer.commit",
+                 "input_audio_buffer.clear")
+UNSUPPORTED_EVENTS = ("conversation.item.truncate", "output_audio_buffer.clear")
+AUDIO_RATE = 24000
+"""The sample rate of ``audio/pcm`` input (16-bit little-endian mono)."""
+MIN_COMMIT_MS = 100
+"""The shortest audio buffer ``input_audio_buffer.commit`` accepts."""
 
 log = logging.getLogger(__name__)
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
@@ -164,6 +181,79 @@ class _Response:
                 "usage": usage, "metadata": self.metadata}
 
 
+class _AudioInput:
+    """The input audio buffer of one connection, with server voice activity detection.
+
+    Audio arrives as 24 kHz PCM; the detector runs on a 16 kHz copy (30 ms
+    frames). Times are milliseconds of audio since the connection began.
+    """
+
+    def __init__(self) -> None:
+        self.pcm = bytearray()
+        self.origin = 0  # samples (24 kHz) before the buffer's first one
+        self.item_id: str | None = None
+        self._vad: Any = None
+        self._resampler: Any = None
+        self._settings: tuple[Any, ...] | None = None
+        self._speech_start = 0
+        self._frame_origin = 0
+
+    @property
+    def buffered_ms(self) -> float:
+        return len(self.pcm) / 2 / AUDIO_RATE * 1000
+
+    def append(self, pcm: bytes, detection: Mapping[str, Any] | None) -> list[tuple[str, int, int]]:
+        """Add audio; with turn detection, the speech starts and stops it completes ``(kind, start_ms, stop_ms)``."""
+        import numpy as np
+
+        self.pcm += pcm[:len(pcm) - len(pcm) % 2]
+        if detection is None:
+            self._vad = None
+            return []
+        settings = (detection.get("threshold", 0.5), detection.get("prefix_padding_ms", 300),
+                    detection.get("silence_duration_ms", 500))
+        if self._vad is None or settings != self._settings:
+            import soxr
+
+            from vla_bt.speech.vad import VadStream, VoiceActivity
+
+            threshold = float(settings[0] if settings[0] is not None else 0.5)
+            aggressiveness = 0 if threshold < 0.4 else 1 if threshold < 0.7 else 2 if threshold < 0.9 else 3
+            silence = int(settings[2] if settings[2] is not None else 500)
+            self._vad = VadStream(VoiceActivity(aggressiveness, silence_ms=silence))
+            self._resampler = soxr.ResampleStream(AUDIO_RATE, 16000, 1, dtype="float32")
+            self._settings = settings
+            self._frame_origin = self.origin + len(self.pcm) // 2 - len(pcm) // 2
+        samples = np.frombuffer(bytes(pcm[:len(pcm) - len(pcm) % 2]), dtype="<i2").astype(np.float32) / 32768.0
+        events = []
+        prefix = int(settings[1] if settings[1] is not None else 300)
+        for kind, frame in self._vad.feed(self._resampler.resample_chunk(samples)):
+            ms = int(self._frame_origin / AUDIO_RATE * 1000) + frame * 30
+            if kind == "start":
+                self._speech_start = max(int(self.origin / AUDIO_RATE * 1000), ms - prefix)
+                events.append(("start", self._speech_start, 0))
+            else:
+                events.append(("stop", self._speech_start, ms))
+        return events
+
+    def take(self, start_ms: int, stop_ms: int) -> bytes:
+        """The audio from ``start_ms`` to ``stop_ms``; the buffer keeps what follows."""
+        lo = max(0, int(start_ms * AUDIO_RATE / 1000) - self.origin)
+        hi = max(lo, int(stop_ms * AUDIO_RATE / 1000) - self.origin)
+        segment = bytes(self.pcm[2 * lo:2 * hi])
+        del self.pcm[:2 * hi]
+        self.origin += hi
+        return segment
+
+    def take_all(self) -> bytes:
+        """Everything buffered (commit, clear); the detector starts afresh."""
+        segment = bytes(self.pcm)
+        self.origin += len(self.pcm) // 2
+        self.pcm = bytearray()
+        self._vad, self.item_id = None, None
+        return segment
+
+
 class RealtimeConnection:
     """One client connection: its session, conversation and everything exchanged (for inspection).
 
@@ -187,6 +277,7 @@ class RealtimeConnection:
         self.sent: list[dict[str, Any]] = []
         self.responses: list[dict[str, Any]] = []
         self.active: _Response | None = None
+        self.audio = _AudioInput()
         self._created: dict[str, float] = {}
         self._mark = 0
         self._lock = asyncio.Lock()
@@ -221,11 +312,17 @@ class RealtimeConnection:
             self.received.append({"raw": message if isinstance(message, str) else repr(message)})
             await self.error("invalid_value", "A client event must be a JSON object.")
             return
-        self.received.append(event)
         kind, event_id = event.get("type"), event.get("event_id")
+        if kind == "input_audio_buffer.append" and isinstance(event.get("audio"), str):
+            # raw audio is never kept: only how much arrived
+            self.received.append({**event, "audio": f"<{len(event['audio']) * 3 // 4} bytes>"})
+        else:
+            self.received.append(event)
         handler = {"session.update": self._session_update, "conversation.item.create": self._item_create,
                    "conversation.item.delete": self._item_delete, "conversation.item.retrieve": self._item_retrieve,
-                   "response.create": self._response_create, "response.cancel": self._response_cancel}.get(str(kind))
+                   "response.create": self._response_create, "response.cancel": self._response_cancel,
+                   "input_audio_buffer.append": self._audio_append, "input_audio_buffer.commit": self._audio_commit,
+                   "input_audio_buffer.clear": self._audio_clear}.get(str(kind))
         if kind is None:
             await self.error("missing_required_parameter", "Missing required parameter: 'type'.", "type", event_id)
         elif kind in UNSUPPORTED_EVENTS:
@@ -357,6 +454,91 @@ class RealtimeConnection:
         if response.task is not None:
             response.task.cancel()
 
+    # -- audio input ---------------------------------------------------------------------
+
+    def _turn_detection(self) -> dict[str, Any] | None:
+        detection = ((self.session.get("audio") or {}).get("input") or {}).get("turn_detection")
+        return detection if isinstance(detection, dict) and detection.get("type") in ("server_vad", "semantic_vad") \
+            else None
+
+    async def _audio_append(self, event: dict[str, Any], event_id: str | None) -> None:
+        data = event.get("audio")
+        if not isinstance(data, str):
+            await self.error("missing_required_parameter", "Missing required parameter: 'audio'.", "audio", event_id)
+            return
+        try:
+            pcm = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            await self.error("invalid_value", "Invalid 'audio': expected base64-encoded audio bytes.", "audio",
+                             event_id)
+            return
+        fmt = ((self.session.get("audio") or {}).get("input") or {}).get("format") or {}
+        if fmt.get("type", "audio/pcm") != "audio/pcm":
+            await self.error("invalid_value", f"This endpoint transcribes 'audio/pcm' input only, not "
+                             f"'{fmt.get('type')}'.", "session.audio.input.format", event_id)
+            return
+        detection = self._turn_detection()
+        for kind, start, stop in self.audio.append(pcm, detection):
+            if kind == "start":
+                self.audio.item_id = _id("item")
+                await self.send({"type": "input_audio_buffer.speech_started", "audio_start_ms": start,
+                                 "item_id": self.audio.item_id})
+            else:
+                item_id = self.audio.item_id or _id("item")
+                await self.send({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": stop,
+                                 "item_id": item_id})
+                segment = self.audio.take(start, stop)
+                await self._audio_committed(item_id, segment, respond=bool(detection and detection.get(
+                    "create_response", True)))
+
+    async def _audio_commit(self, event: dict[str, Any], event_id: str | None) -> None:
+        buffered = self.audio.buffered_ms
+        if buffered < MIN_COMMIT_MS:
+            await self.error("input_audio_buffer_commit_empty", f"Error committing input audio buffer: buffer too "
+                             f"small. Expected at least {MIN_COMMIT_MS}ms of audio, but buffer only has "
+                             f"{buffered:.2f}ms of audio.", None, event_id)
+            return
+        item_id = self.audio.item_id or _id("item")
+        await self._audio_committed(item_id, self.audio.take_all(), respond=False)
+
+    async def _audio_clear(self, event: dict[str, Any], event_id: str | None) -> None:
+        self.audio.take_all()
+        await self.send({"type": "input_audio_buffer.cleared"})
+
+    async def _audio_committed(self, item_id: str, pcm: bytes, respond: bool) -> None:
+        """The committed audio becomes a user message; transcribed; answered if turn detection says so."""
+        self.audio.item_id = None
+        previous = self.items[-1]["id"] if self.items else None
+        item = {"id": item_id, "object": "realtime.item", "type": "message", "role": "user", "status": "completed",
+                "content": [{"type": "input_audio", "transcript": None}]}
+        self.items.append(item)
+        self._created[item_id] = time.time()
+        await self.send({"type": "input_audio_buffer.committed", "previous_item_id": previous, "item_id": item_id})
+        await self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
+        await self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
+        seconds = len(pcm) / 2 / AUDIO_RATE
+        try:
+            transcript = await asyncio.to_thread(self.endpoint.transcribe, pcm, self.session)
+        except Exception as exc:  # noqa: BLE001 - reported to the client as the GA failure event
+            log.warning("transcription failed: %s", exc)
+            if (self.session.get("audio") or {}).get("input", {}).get("transcription"):
+                await self.send({"type": "conversation.item.input_audio_transcription.failed", "item_id": item_id,
+                                 "content_index": 0, "error": {"type": "transcription_error",
+                                                               "code": "transcription_failed", "message": str(exc),
+                                                               "param": None}})
+            transcript = ""
+        else:
+            item["content"][0]["transcript"] = transcript
+            if (self.session.get("audio") or {}).get("input", {}).get("transcription"):
+                if transcript:
+                    await self.send({"type": "conversation.item.input_audio_transcription.delta",
+                                     "item_id": item_id, "content_index": 0, "delta": transcript})
+                await self.send({"type": "conversation.item.input_audio_transcription.completed",
+                                 "item_id": item_id, "content_index": 0, "transcript": transcript,
+                                 "usage": {"type": "duration", "seconds": round(seconds, 3)}})
+        if respond and self.active is None:
+            await self._response_create({"type": "response.create"}, None)
+
     # -- the response stream -------------------------------------------------------------
 
     def turn_request(self, params: Mapping[str, Any]) -> TurnRequest:
@@ -366,7 +548,7 @@ class RealtimeConnection:
             if item.get("type") != "message":
                 continue
             texts = [str(p.get("text") or p.get("transcript") or "") for p in item.get("content") or []
-                     if p.get("type") in ("input_text", "output_text", "text")]
+                     if p.get("type") in ("input_text", "output_text", "text", "input_audio")]
             if item.get("role") == "user":
                 history.append({"role": "user", "text": texts[0] if texts else "", "t": self._created[item["id"]]})
             elif item.get("role") == "assistant":
@@ -672,8 +854,11 @@ class RealtimeEndpoint:
     """
 
     def __init__(self, backend: Backend, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
-                 pacing: Pacing | None = None, faults: Faults | None = None, model: str = DEFAULT_MODEL):
+                 pacing: Pacing | None = None, faults: Faults | None = None, model: str = DEFAULT_MODEL,
+                 transcriber: Any = None):
         self.backend = backend
+        self.transcriber = transcriber
+        self._transcriber_lock = threading.Lock()
         self.host = host
         self.port = port
         self.api_key = api_key
@@ -699,6 +884,38 @@ class RealtimeEndpoint:
     def last(self) -> RealtimeConnection:
         """The newest connection (raises ``IndexError`` if none yet)."""
         return self.connections[-1]
+
+    def transcribe(self, pcm: bytes, session: Mapping[str, Any]) -> str:
+        """Text of committed 24 kHz PCM audio, by the offline recogniser (called on a worker thread).
+
+        Without a ``transcriber``, one is made on first use: pocketsphinx with the
+        backend's command grammar (the local planner's), or with a grammar of the
+        session's tools.
+        """
+        import numpy as np
+
+        from vla_bt.speech.audio import SAMPLE_RATE, resample
+        from vla_bt.speech.vad import VoiceActivity
+
+        with self._transcriber_lock:
+            if self.transcriber is None:
+                from vla_bt.speech.recognizer import SphinxRecognizer
+
+                grammar = getattr(self.backend, "grammar", None)
+                if grammar is None:
+                    from vla_bt.intent.grammar import Grammar
+
+                    tools = [ToolSpec(str(t["name"]), str(t.get("description", "")), dict(t.get("parameters") or {}))
+                             for t in session.get("tools") or [] if isinstance(t, dict) and t.get("name")]
+                    grammar = Grammar(None, tools)
+                self.transcriber = SphinxRecognizer(grammar)
+            transcriber = self.transcriber
+        samples = np.frombuffer(pcm[:len(pcm) - len(pcm) % 2], dtype="<i2").astype(np.float32) / 32768.0
+        samples = resample(samples, AUDIO_RATE, SAMPLE_RATE)
+        found = VoiceActivity().trim(samples)
+        if found is None:
+            return ""
+        return str(transcriber.transcribe(found[0]))
 
     def _next_response_index(self) -> int:
         self._responses += 1

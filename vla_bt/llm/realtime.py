@@ -23,6 +23,17 @@ Failure handling:
 - frames that are not JSON, ``error`` events, close code 4000 (the beta protocol)
   and HTTP 401 (the key) become ``StreamError``/``BackendError`` naming the cause.
 
+Audio input (``hear``): recorded or live speech is streamed as
+``input_audio_buffer.append`` events (base64 PCM16, 24 kHz) to a session
+configured with server VAD (``audio.input.turn_detection``) and input
+transcription; the server commits the speech as a user item and its
+transcript (``conversation.item.input_audio_transcription.completed``) is
+returned, to become the user's turn in ``/dialogue/history``. That turn is
+not sent again as text: the model answers the audio item itself when the
+next ``respond`` creates a response. Turn detection does not create
+responses (``create_response: false``) so that the tree decides which turn
+the model answers (a spoken "yes" to ``Confirm`` is not a new instruction).
+
 The API key never appears in a message, an exception or a ``repr``.
 """
 
@@ -44,6 +55,8 @@ from .endpoint import BETA_CLOSE_CODE, redact_credentials_in_logs
 from .events import ResponseDone, StreamError, StreamEvent, TextDelta, ToolCallDelta, ToolCallDone, ToolCallStarted
 
 DEFAULT_MODEL = "gpt-realtime"
+AUDIO_RATE = 24000
+"""The sample rate of the ``audio/pcm`` format (PCM16, mono)."""
 RECOVERABLE_CLOSE_CODES = frozenset({1001, 1005, 1006, 1011, 1012, 1013})
 """Close codes worth reconnecting after (RFC 6455 §7.4.1; the SDK's own policy)."""
 REPLAY_LIMIT = 200
@@ -131,6 +144,8 @@ class RealtimeBackend(Backend):
         self.backoff = backoff
         self.extra_headers = dict(extra_headers or {})
         self._api_key = api_key
+        self._audio_input: dict[str, Any] | None = None
+        self._heard: deque[str] = deque(maxlen=64)
         self._session = self._session_config(instructions, tools)
         self._session_sent: dict[str, Any] | None = None
         self._client: Any = None
@@ -170,14 +185,15 @@ class RealtimeBackend(Backend):
             return str(self._client.base_url).rstrip("/")
         return self.base_url or "OPENAI_BASE_URL or api.openai.com"
 
-    @staticmethod
-    def _session_config(instructions: str, tools: Sequence[ToolSpec]) -> dict[str, Any]:
+    def _session_config(self, instructions: str, tools: Sequence[ToolSpec]) -> dict[str, Any]:
         session: dict[str, Any] = {"type": "realtime", "output_modalities": ["text"],
                                    "tools": [tool.realtime() for tool in tools]}
         if instructions:
             session["instructions"] = instructions
         if tools:
             session["tool_choice"] = "auto"
+        if getattr(self, "_audio_input", None):
+            session["audio"] = {"input": self._audio_input}
         return session
 
     # -- connection -------------------------------------------------------------------------------
@@ -465,6 +481,7 @@ class RealtimeBackend(Backend):
             if call_id:
                 items.append({"type": "function_call_output", "call_id": str(call_id), "output": str(output or "")})
         last_user: dict[str, Any] | None = None
+        heard_last = False
         current = set()
         for turn in request.history:
             key = (turn.get("role"), turn.get("text"), turn.get("t"))
@@ -472,9 +489,14 @@ class RealtimeBackend(Backend):
             if key in self._seen:
                 continue
             text = str(turn.get("text", ""))
+            if turn.get("role") == "user" and text in self._heard:  # said aloud: the server has the audio item
+                self._heard.remove(text)
+                last_user, heard_last = None, True
+                continue
             if turn.get("role") == "user":
                 last_user = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
                 items.append(last_user)
+                heard_last = False
             elif turn.get("role") == "robot":
                 if text.strip() in self._answers:  # the model's own answer: the server has it already
                     self._answers.remove(text.strip())
@@ -482,6 +504,9 @@ class RealtimeBackend(Backend):
                 items.append({"type": "message", "role": "assistant",
                               "content": [{"type": "output_text", "text": text}]})
         self._seen = current
+        if last_user is None and heard_last and request.perception:
+            items.append({"type": "message", "role": "system",
+                          "content": [{"type": "input_text", "text": request.perception}]})
         if last_user is not None:
             if request.perception:
                 last_user["content"].append({"type": "input_text", "text": request.perception})
@@ -552,6 +577,128 @@ class RealtimeBackend(Backend):
         usage = response.get("usage") or {}
         return [ResponseDone(status=status, text=text, usage={
             key: usage[key] for key in ("total_tokens", "input_tokens", "output_tokens") if key in usage})]
+
+    # -- audio input ----------------------------------------------------------------------------
+
+    def audio_input_config(self, *, silence_ms: int = 500, transcription_model: str = "gpt-4o-mini-transcribe",
+                           create_response: bool = False) -> dict[str, Any]:
+        """The ``session.audio.input`` sent before audio: PCM16 at 24 kHz, server VAD, input transcription."""
+        return {"format": {"type": "audio/pcm", "rate": AUDIO_RATE},
+                "transcription": {"model": transcription_model},
+                "turn_detection": {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300,
+                                   "silence_duration_ms": silence_ms, "create_response": create_response,
+                                   "interrupt_response": False}}
+
+    async def hear(self, pcm: bytes, *, chunk_ms: int = 100, paced: bool = False, silence_ms: int = 500,
+                   quiet_s: float = 1.5, transcription_model: str = "gpt-4o-mini-transcribe") -> str:
+        """Stream one recording (PCM16 mono at 24 kHz) and return what the server transcribed.
+
+        Args:
+            pcm: the audio
+            chunk_ms: audio per ``input_audio_buffer.append``
+            paced: send in real time (as a microphone would) instead of as fast as possible
+            silence_ms: the server VAD's ``silence_duration_ms`` (silence that ends the turn)
+            quiet_s: seconds to wait after the audio for speech to be detected; none means silence
+            transcription_model: the server's input transcription model
+
+        Returns:
+            the transcript ("" when the recording held no speech); the turn it makes is
+            already in the server's conversation, as audio
+
+        Raises:
+            RealtimeBackendError: the connection failed, the server refused the audio, or
+                transcription failed or took longer than ``timeout``
+        """
+        from websockets.exceptions import ConnectionClosed
+
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            await self._prepare()
+            wanted = self.audio_input_config(silence_ms=silence_ms, transcription_model=transcription_model)
+            if self._audio_input != wanted:
+                self._audio_input = wanted
+                self._session = {**self._session, "audio": {"input": wanted}}
+            conn, ids = self._conn, set()
+            step = max(2, AUDIO_RATE * 2 * chunk_ms // 1000)
+            trailing = bytes(AUDIO_RATE * 2 * (silence_ms + 300) // 1000)
+            try:
+                if self._session != self._session_sent:
+                    ids.add(event_id := _event_id())
+                    await self._send(conn.session.update(session=self._session, event_id=event_id))
+                    self._session_sent = self._session
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                audio = pcm + trailing
+                for offset in range(0, len(audio), step):
+                    ids.add(event_id := _event_id())
+                    chunk = base64.b64encode(audio[offset:offset + step]).decode("ascii")
+                    await self._send(conn.input_audio_buffer.append(audio=chunk, event_id=event_id))
+                    if paced:
+                        await asyncio.sleep(max(0.0, started + (offset + step) / (2 * AUDIO_RATE) - loop.time()))
+            except ConnectionClosed as exc:
+                self._note_closed(conn, exc)
+                code, reason = self._closed or _close_info(exc)
+                raise self._error("connection_closed", f"the Realtime connection closed while sending audio "
+                                  f"({describe_close(code, reason)})", code in RECOVERABLE_CLOSE_CODES) from None
+            transcript = await self._await_transcript(conn, ids, quiet_s)
+            if transcript:
+                self._heard.append(transcript)
+                self._seen_heard(transcript)
+            return transcript
+
+    def _seen_heard(self, transcript: str) -> None:
+        """Remember the spoken turn for a replay after a reconnection (as text: audio is not kept)."""
+        self._log.append({"type": "message", "role": "user", "content": [{"type": "input_text", "text": transcript}]})
+
+    async def _await_transcript(self, conn: Any, ids: set[str], quiet_s: float) -> str:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        quiet_until = loop.time() + quiet_s
+        speaking, item_id, committed_by_hand = False, None, False
+        while True:
+            now = loop.time()
+            if now > deadline:
+                raise self._error("timeout", f"no transcript from the Realtime server within {self.timeout:g} s")
+            wait = min(deadline, quiet_until) - now if not speaking else deadline - now
+            try:
+                kind, value = await asyncio.wait_for(self._queue.get(), max(0.01, wait))
+            except asyncio.TimeoutError:
+                if not speaking and loop.time() >= quiet_until:
+                    await self._send(conn.input_audio_buffer.clear(event_id=_event_id()))
+                    return ""  # no speech in the recording
+                if speaking and item_id is None and not committed_by_hand:
+                    committed_by_hand = True  # the audio ended before the server heard the speech end
+                    ids.add(event_id := _event_id())
+                    await self._send(conn.input_audio_buffer.commit(event_id=event_id))
+                    deadline = loop.time() + self.timeout
+                continue
+            if kind == "closed":
+                code, reason = value
+                raise self._error("connection_closed", f"the Realtime connection closed while transcribing "
+                                  f"({describe_close(code, reason)})", code in RECOVERABLE_CLOSE_CODES)
+            if kind == "garbage":
+                raise self._error("invalid_event", f"the Realtime server sent a frame that is not a JSON event: "
+                                  f"{value!r}")
+            event, kind = value, value["type"]
+            if kind == "input_audio_buffer.speech_started":
+                speaking = True
+                deadline = loop.time() + self.timeout
+            elif kind == "input_audio_buffer.committed":
+                speaking, item_id = True, event.get("item_id")
+            elif kind == "conversation.item.input_audio_transcription.completed" and event.get("item_id") == item_id:
+                return str(event.get("transcript") or "").strip()
+            elif kind == "conversation.item.input_audio_transcription.failed" and event.get("item_id") == item_id:
+                error = event.get("error") or {}
+                raise self._error(str(error.get("code") or "transcription_failed"),
+                                  f"the Realtime server could not transcribe the audio: {error.get('message', '')}")
+            elif kind == "error" and (event.get("error") or {}).get("event_id") in ids:
+                error = event.get("error") or {}
+                raise self._error(str(error.get("code") or "error"),
+                                  f"the Realtime server refused the audio: {error.get('message', '')}")
+            else:
+                self._note_stale(kind if kind in ("closed", "garbage") else "event", value)
 
     async def _cancel(self, turn: _Turn) -> None:
         """Ask the server to stop the response (the stream was closed early or failed)."""
