@@ -17,6 +17,7 @@ from vla_bt.intent.grounding import (
     AmbiguousError,
     Context,
     Grounded,
+    Scene,
     UnresolvedError,
     ground_human,
     ground_object,
@@ -251,12 +252,12 @@ class ParseIntent(SceneAware):
             target = self._or_unseen(lambda: ground_target(args["target"], scene, context), args["target"], context)
             if target is not None:
                 grounded["target"] = target.id if target.id else list(target.pose)
-                self._remember(context, target, navigating=True)
+                self._remember(context, target, scene, navigating=True)
         elif skill == "grasp":
             target = self._or_unseen(lambda: ground_object(args["object"], scene, context), args["object"], context)
             if target is not None:
                 grounded["object"] = target.id
-                self._remember(context, target)
+                self._remember(context, target, scene)
         elif skill == "place":
             target = self._or_unseen(lambda: ground_target(args["target"], scene, context), args["target"], context)
             if target is not None:
@@ -296,10 +297,10 @@ class ParseIntent(SceneAware):
         self.blackboard.set(keys.DIALOGUE_CONTEXT, context.to_json())
         return None
 
-    def _remember(self, context: Context, target: Grounded, navigating: bool = False) -> None:
+    def _remember(self, context: Context, target: Grounded, scene: Scene, navigating: bool = False) -> None:
         if target.kind == "object":
             context.last_object = target.id
-            obj = next((o for o in self.scene().objects if o.get("id") == target.id), None)
+            obj = scene.object(target.id) if target.id else None  # the scene this call was grounded in
             context.last_label = str(obj.get("label")) if obj else context.last_label
         elif target.kind == "place" and navigating:
             context.previous_place, context.last_place = context.last_place, target.id
