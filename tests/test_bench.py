@@ -25,6 +25,14 @@ def test_bench_json_reports_each_figure_with_its_method() -> None:
     assert report["first_command_ratio_detail"]["without_early_start"] >= 1.0
     assert report["guard_stop_ms_detail"]["tick_rate_hz"] == 10.0
     assert report["memory_growth_mb_detail"]["instructions"] >= 100
+    voice = report["voice_to_command_ms_detail"]
+    assert isinstance(report["voice_to_command_ms"], float) and voice["trials"] == 6
+    assert voice["misheard"] == []  # every instruction was recognised and carried out
+    assert voice["ended_by_grammar"] == "6/6"  # each whole command ended by its grammar, not the long silence
+    assert isinstance(report["detection_f1"], float)
+    ros = report["ros_round_trip_ms_detail"]
+    assert isinstance(report["ros_round_trip_ms"], float), ros["note"]
+    assert ros["trials"] >= 40 and ros["unanswered"] == 0
 
 
 def test_bench_refuses_an_unknown_figure() -> None:

@@ -377,7 +377,7 @@ def test_the_microphone_cuts_speech_into_utterances(speech: SpeechMaker, recogni
     for offset in range(0, len(audio), 320):
         chunks.put(audio[offset:offset + 320])
     chunks.put(None)
-    microphone.feed_loop(chunks, VadStream(microphone.vad))
+    microphone.feed_loop(chunks)
     assert [microphone.poll(), microphone.poll(), microphone.poll()] == ["go to the kitchen", "stop", None]
     assert not microphone.exhausted
 

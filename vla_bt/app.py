@@ -129,6 +129,8 @@ def assemble(loaded: LoadedTree, registry: Registry, *, world: World, utterances
         "utterances": utterances, "llm": session, "robot": gate, "world": world, "audit": audit,
         "registry": registry, "perception": perception,
     })
+    if getattr(utterances, "wake", False) is None:
+        utterances.wake = runner.wake  # a recognised utterance is acted on at once, not at the next period
     estop = estop or EStop()
     estop.on_change = runner.wake  # a pressed e-stop is acted on at once, not at the next period
     loaded.tree.add_pre_tick_handler(estop.pre_tick)

@@ -10,8 +10,11 @@ so that machine noise cancels. Figures (docs/benchmarks.md explains each):
   to the end of the model's response (and the same with early start off);
 * ``guard_stop_ms`` — a hazard appears (a person steps inside the clearance,
   the e-stop is pressed) → the safe stop is issued (median, p99);
-* ``voice_to_command_ms`` — end of recorded speech → first robot command;
-* ``memory_growth_mb`` — resident memory growth over a long simulated session.
+* ``voice_to_command_ms`` — end of recorded speech → first robot command (and the same
+  when only silence ends an utterance);
+* ``memory_growth_mb`` — resident memory growth over a long simulated session;
+* ``detection_f1`` — the embedded detector on rendered camera frames;
+* ``ros_round_trip_ms`` — a command's round trip over real ROS 2 between two processes.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ GOALS = {
     "voice_to_command_ms": ("≤", 300.0),
     "memory_growth_mb": ("<", 5.0),
     "detection_f1": ("≥", 0.85),
+    "ros_round_trip_ms": ("≤", 10.0),  # one tick of Nav2's 100 Hz behaviour tree
 }
 
 
@@ -268,6 +272,107 @@ def guard_stop(quick: bool, world: Any) -> Figure:
         "tick_rate_hz": 10.0, "tick_period_ms": 100.0}, note="event-driven wake-up at the default 10 Hz")
 
 
+# -- voice to command ----------------------------------------------------------------------
+
+VOICE_TREE = """version: 1
+root:
+  type: Sequence
+  memory: true
+  children:
+    - {type: Listen}
+    - type: Parallel
+      policy: success_on_all
+      children: [{type: Ask}, {type: ParseIntent}, {type: ExecutePlan}]
+"""
+SPOKEN = [("go to the kitchen", "en-us"), ("bring me the red cup", "en-us+f2"),
+          ("pick up the blue cup", "en-us+klatt"), ("give alice the book", "en-us"),
+          ("go to the bedroom", "en-us+f2"), ("put the book in the kitchen", "en-us+klatt")]
+"""Instructions of several phrasing families, in three voices."""
+
+
+def _voice_trial(path: Path, speech_end: float, recognizer: Any, endpointing: Any, world: Any) -> dict[str, Any]:
+    """One spoken instruction, played in real time: milliseconds from the end of speech to the first command."""
+    from vla_bt.app import assemble
+    from vla_bt.llm.factory import LlmConfig, make_backend
+    from vla_bt.llm.session import ModelSession
+    from vla_bt.llm.tools import tool_specs
+    from vla_bt.robot.sim import SimRobot
+    from vla_bt.speech.sources import AudioFileUtterances
+    from vla_bt.tree.loader import TreeLoader
+    from vla_bt.tree.registry import Registry
+
+    _clear_blackboard()
+    registry = Registry.default(plugins=False)
+    tools = tool_specs(registry)
+    session = ModelSession(make_backend("local", tools, LlmConfig(), world=world, registry=registry), tools)
+    source = AudioFileUtterances([path], recognizer, endpointing=endpointing, paced=True)
+    with _tree_file(VOICE_TREE) as tree:
+        loaded = TreeLoader(registry).load(tree)
+    run = assemble(loaded, registry, world=world, utterances=source, robot=SimRobot(world, time_scale=100.0),
+                   session=session, max_seconds=20)
+    run.execute()
+    heard = source.last
+    if heard is None or not run.robot.commands:
+        raise RuntimeError(f"{path.name}: no command (heard {heard.text if heard else 'nothing'!r})")
+    ended = heard.began_t + speech_end
+    return {"command_ms": (run.robot.commands[0].t - ended) * 1000, "heard_ms": (heard.heard_t - ended) * 1000,
+            "grammar": float(heard.ended_by == "grammar"), "text": heard.text}
+
+
+def voice_to_command(quick: bool, world: Any) -> Figure:
+    """End of recorded speech → first robot command, with the embedded defaults.
+
+    Each instruction is made with espeak-ng (room noise mixed in) and played in
+    real time into the default pipeline: voice activity, pocketsphinx decoding
+    while it plays, the embedded planner, plan validation and the simulator.
+    The end of speech is the voice's last sample, known from the synthesis, not
+    what the detector decided. Side by side: the same with endpointing by
+    silence alone (no grammar), as a pipeline that waits for the pause.
+    """
+    from vla_bt.speech.recognizer import SphinxRecognizer
+    from vla_bt.speech.segmenter import Endpointing
+    from vla_bt.speech.tts import SpeechOutputError, synthesize
+    from vla_bt.speech.wiring import command_grammar
+    from vla_bt.tree.registry import Registry
+
+    try:
+        import soundfile
+    except ImportError:
+        return Figure("voice_to_command_ms", None, "ms", note="needs the speech extra: pip install 'vla-bt[speech]'")
+    recognizer = SphinxRecognizer(command_grammar(world, Registry.default(plugins=False)))
+    recognizer.load()
+    rounds = 1 if quick else 3
+    grammar_ms: list[dict[str, Any]] = []
+    silence_ms: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            recordings = []
+            for i, (text, voice) in enumerate(SPOKEN):
+                audio, end = synthesize(text, voice, seed=i)
+                path = Path(folder) / f"{i}.wav"
+                soundfile.write(path, audio.samples, audio.rate, subtype="PCM_16")
+                recordings.append((path, end))
+        except SpeechOutputError as exc:
+            return Figure("voice_to_command_ms", None, "ms", note=str(exc))
+        by_silence = Endpointing(complete_ms=10**6, final_ms=10**6)
+        for _ in range(rounds):
+            for path, end in recordings:  # alternate, so drift affects both alike
+                grammar_ms.append(_voice_trial(path, end, recognizer, None, world))
+                silence_ms.append(_voice_trial(path, end, recognizer, by_silence, world))
+
+    def median(trials: list[dict[str, Any]], key: str) -> float:
+        return round(statistics.median(t[key] for t in trials), 1)
+
+    values = sorted(t["command_ms"] for t in grammar_ms)
+    return Figure("voice_to_command_ms", statistics.median(values), "ms", {
+        "max_ms": round(values[-1], 1), "trials": len(values), "heard_ms": median(grammar_ms, "heard_ms"),
+        "ended_by_grammar": f"{sum(t['grammar'] for t in grammar_ms):.0f}/{len(grammar_ms)}",
+        "silence_endpointing_ms": median(silence_ms, "command_ms"),
+        "misheard": sorted({t["text"] for t in grammar_ms + silence_ms} - {text for text, _ in SPOKEN}),
+        "instructions": [f"{text} ({voice})" for text, voice in SPOKEN]},
+        note="espeak-ng speech played in real time → pocketsphinx while it plays → embedded planner → simulator")
+
+
 # -- memory -------------------------------------------------------------------------------
 
 LOOP_TREE = """version: 1
@@ -375,6 +480,7 @@ def run_all(quick: bool = False, progress: Callable[[str], None] = lambda _: Non
             only: list[str] | None = None) -> list[Figure]:
     """Measure every figure (or ``only`` some), in a fixed order."""
     from vla_bt.robot.world import load_world
+    from vla_bt.ros.bench import ros_round_trip
 
     world = load_world(Path(__file__).resolve().parent.parent / "config" / "world.yaml") \
         if (Path(__file__).resolve().parent.parent / "config" / "world.yaml").is_file() else None
@@ -387,8 +493,10 @@ def run_all(quick: bool = False, progress: Callable[[str], None] = lambda _: Non
         ("tick_overhead_ratio", lambda: tick_overhead(quick)),
         ("first_command_ratio", lambda: first_command(quick, world)),
         ("guard_stop_ms", lambda: guard_stop(quick, world)),
+        ("voice_to_command_ms", lambda: voice_to_command(quick, world)),
         ("memory_growth_mb", lambda: memory_growth(quick, world)),
         ("detection_f1", lambda: detection_quality(quick, world)),
+        ("ros_round_trip_ms", lambda: ros_round_trip(quick, world)),
     ]
     figures = []
     for key, measure in steps:

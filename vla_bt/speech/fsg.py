@@ -376,6 +376,13 @@ class WordAutomaton:
             state = self.arcs[state].get(word) if state is not None else None
         return state is not None and state in self.final
 
+    def can_continue(self, words: Sequence[str]) -> bool:
+        """Whether more words may follow ``words`` in some sentence (``False`` also when they lead nowhere)."""
+        state: int | None = self.start
+        for word in words:
+            state = self.arcs[state].get(word) if state is not None else None
+        return state is not None and bool(self.arcs[state])
+
     def longest_sentence_prefix(self, words: Sequence[str]) -> int:
         """How many of the leading words form a whole sentence (0 if none does)."""
         best, state = (0 if self.start in self.final else -1), self.start

@@ -16,6 +16,7 @@ speech as a wall-clock time, from which ``voice_to_command_ms`` is measured.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import queue
@@ -29,6 +30,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, Audio, read_wavs
 from .recognizer import Recognizer
+from .segmenter import Endpointing, Heard, Segmenter
 from .vad import Speech, VoiceActivity
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ class Utterance:
         speech: where the speech was in the recording (``None``: silence)
         speech_end_t: Unix time at which the speech ended (see the source for its clock)
         heard_t: Unix time at which the text was ready
+        began_t: Unix time of the recording's first sample (when it started playing, or arrived whole)
+        ended_by: what ended it (see :class:`~vla_bt.speech.segmenter.Heard`; ``whole`` for a complete file)
     """
 
     text: str
@@ -51,6 +55,8 @@ class Utterance:
     speech: Speech | None
     speech_end_t: float
     heard_t: float
+    began_t: float = 0.0
+    ended_by: str = "whole"
 
     @property
     def latency(self) -> float:
@@ -58,45 +64,42 @@ class Utterance:
         return self.heard_t - self.speech_end_t
 
 
-class AudioFileUtterances:
-    """Recorded utterances (``--audio A.wav --audio B.wav``): each file is the next thing the user says.
+class RecordingQueue:
+    """Recordings heard one after another, each on a worker: what every ``--audio`` source shares.
+
+    A subclass starts the work on a recording in ``_start`` and hands back its
+    :class:`Utterance` from ``_result`` once ready (``None`` meanwhile). An
+    utterance without speech is silence: the source stays quiet for as long as
+    the recording lasts (at once when paced: the playing took that long), then
+    goes on, so a ``Confirm`` waiting for an answer hears nothing and its
+    timeout counts as no. A failure is reported in ``problems`` and the
+    recording is skipped.
 
     Args:
-        paths: WAV files (any rate, mono or stereo)
-        recognizer: speech-to-text (``SphinxRecognizer``, ``WhisperRecognizer`` …)
-        vad: finds the speech in each file (leading and trailing silence are cut)
-        paced: play each file in real time from the moment it is reached (for latency
-            measurements); otherwise each recording arrives whole when reached
+        paths: WAV files (any rate, mono or stereo), one utterance each
+        paced: play each file in real time from the moment it is reached
         wake: called when an utterance is ready (the runner's ``wake``)
         max_seconds: the longest file accepted
 
     Raises:
         AudioError: a file is missing, unreadable, not a WAV file, empty or too long
             (checked here, before anything runs; every bad file is named)
-
-    A file is reached when the previous utterance has been taken. Without
-    pacing, its end of speech is the moment it is reached (the recording is
-    complete); with pacing, it is the moment its last voiced frame is played.
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike[str]], recognizer: Recognizer, *,
-                 vad: VoiceActivity | None = None, paced: bool = False, wake: Callable[[], None] | None = None,
-                 max_seconds: float = 60.0):
+    def __init__(self, paths: Sequence[str | os.PathLike[str]], *, paced: bool = False,
+                 wake: Callable[[], None] | None = None, max_seconds: float = 60.0):
         self.recordings: list[Audio] = read_wavs(paths, max_seconds)
-        self.recognizer = recognizer
-        self.vad = vad or VoiceActivity()
         self.paced = paced
         self.wake = wake
         self.heard: list[Utterance] = []
         self.problems: list[str] = []
         self._next = 0
-        self._job: threading.Thread | None = None
-        self._result: Utterance | None = None
+        self._working = False
         self._quiet_until: float | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"AudioFileUtterances({len(self.recordings)} files, next={self._next})"
+        return f"{type(self).__name__}({len(self.recordings)} files, next={self._next})"
 
     @property
     def last(self) -> Utterance | None:
@@ -113,18 +116,26 @@ class AudioFileUtterances:
                 self._next += 1
             if self._next >= len(self.recordings):
                 return None
-            if self._job is None:
-                self._result = None
-                self._job = threading.Thread(target=self._hear, args=(self.recordings[self._next],),
-                                             name="vla-bt-speech", daemon=True)
-                self._job.start()
+            audio = self.recordings[self._next]
+            if not self._working:
+                self._working = True
+                self._start(audio)
                 return None
-            if self._job.is_alive() or self._result is None:
+            try:
+                utterance = self._result()
+            except Exception as exc:  # noqa: BLE001 - a failed recording is reported and skipped, the run goes on
+                log.warning("speech: %s: %s", audio.source, exc)
+                self.problems.append(f"{audio.source}: {exc}")
+                self._working = False
+                self._next += 1
                 return None
-            utterance, self._job = self._result, None
-            if utterance.speech is None:  # silence: nothing said for as long as the recording lasts
-                remaining = self.recordings[self._next].duration - (time.time() - utterance.heard_t)
-                self._quiet_until = time.monotonic() + max(0.0, remaining) if not self.paced else time.monotonic()
+            if utterance is None:
+                return None
+            self._working = False
+            self.heard.append(utterance)
+            if utterance.speech is None:
+                played = time.time() - utterance.began_t
+                self._quiet_until = time.monotonic() + max(0.0, audio.duration - played)
                 return None
             self._next += 1
             return utterance.text
@@ -133,18 +144,59 @@ class AudioFileUtterances:
     def exhausted(self) -> bool:
         """Every file has been heard (and the last silence has passed)."""
         with self._lock:
-            return self._next >= len(self.recordings) and self._job is None and self._quiet_until is None
+            return self._next >= len(self.recordings) and not self._working and self._quiet_until is None
 
-    def _hear(self, audio: Audio) -> None:
+    def _start(self, audio: Audio) -> None:
+        raise NotImplementedError
+
+    def _result(self) -> Utterance | None:
+        raise NotImplementedError
+
+
+class AudioFileUtterances(RecordingQueue):
+    """Recorded utterances (``--audio A.wav --audio B.wav``), recognised offline.
+
+    Args:
+        paths: WAV files (any rate, mono or stereo)
+        recognizer: speech-to-text (``SphinxRecognizer``, ``WhisperRecognizer`` …)
+        vad: finds the speech in each file (leading and trailing silence are cut)
+        endpointing: when a paced utterance is over (see :class:`~vla_bt.speech.segmenter.Segmenter`)
+        paced: play each file in real time from the moment it is reached, recognising while it
+            plays, as from a microphone (for latency measurements); otherwise each recording
+            arrives whole when reached
+        wake: called when an utterance is ready (the runner's ``wake``)
+        max_seconds: the longest file accepted
+
+    Raises:
+        AudioError: a bad file (see :class:`RecordingQueue`)
+
+    A file is reached when the previous utterance has been taken. Without
+    pacing, its end of speech is the moment it is reached (the recording is
+    complete); with pacing, it is the moment its last voiced frame is played.
+    """
+
+    def __init__(self, paths: Sequence[str | os.PathLike[str]], recognizer: Recognizer, *,
+                 vad: VoiceActivity | None = None, endpointing: Endpointing | None = None, paced: bool = False,
+                 wake: Callable[[], None] | None = None, max_seconds: float = 60.0):
+        super().__init__(paths, paced=paced, wake=wake, max_seconds=max_seconds)
+        self.recognizer = recognizer
+        self.vad = vad or VoiceActivity()
+        self.endpointing = endpointing or Endpointing()
+        self._job: concurrent.futures.Future[Utterance] | None = None
+
+    def _start(self, audio: Audio) -> None:
+        self._job = concurrent.futures.Future()
+        threading.Thread(target=self._hear, args=(audio, self._job), name="vla-bt-speech", daemon=True).start()
+
+    def _result(self) -> Utterance | None:
+        assert self._job is not None
+        return self._job.result() if self._job.done() else None
+
+    def _hear(self, audio: Audio, job: concurrent.futures.Future[Utterance]) -> None:
         try:
-            utterance = self._paced(audio) if self.paced else self._whole(audio)
-        except Exception as exc:  # noqa: BLE001 - a recogniser failure ends this utterance, not the run
-            log.warning("speech: %s: recognition failed: %s", audio.source, exc)
-            self.problems.append(f"{audio.source}: recognition failed: {exc}")
-            now = time.time()
-            utterance = Utterance("", audio.source, Speech(0.0, audio.duration), now, now)
-        self.heard.append(utterance)
-        self._result = utterance
+            job.set_result(self._paced(audio) if self.paced else self._whole(audio))
+        except Exception as exc:  # noqa: BLE001 - handed to poll(), which reports it
+            job.set_exception(RuntimeError(f"recognition failed: {exc}"))
         if self.wake is not None:
             self.wake()
 
@@ -152,68 +204,60 @@ class AudioFileUtterances:
         arrived = time.time()
         found = self.vad.trim(audio.samples)
         if found is None:
-            return Utterance("", audio.source, None, arrived, time.time())
+            return Utterance("", audio.source, None, arrived, time.time(), arrived)
         samples, speech = found
         text = self.recognizer.transcribe(samples)
-        return Utterance(text, audio.source, speech, arrived, time.time())
+        return Utterance(text, audio.source, speech, arrived, time.time(), arrived)
 
     def _paced(self, audio: Audio) -> Utterance:
-        """Play the recording in real time; recognise once the voice activity detector hears the end."""
-        from .vad import VadStream
-
+        """Play the recording in real time, recognising as it plays, until the utterance is over."""
+        segmenter = Segmenter(self.recognizer, self.vad, self.endpointing)
         started = time.time()
-        stream = VadStream(self.vad)
-        chunk = SAMPLE_RATE // 50  # 20 ms
-        start = stop = None
-        for offset in range(0, len(audio.samples), chunk):
-            delay = started + offset / SAMPLE_RATE - time.time()
+        piece = SAMPLE_RATE // 50  # 20 ms, as a sound card delivers it
+        heard: list[Heard] = []
+        for offset in range(0, len(audio.samples), piece):
+            chunk = audio.samples[offset:offset + piece]
+            delay = started + (offset + len(chunk)) / SAMPLE_RATE - time.time()
             if delay > 0:
-                time.sleep(delay)
-            for event, frame in stream.feed(audio.samples[offset:offset + chunk]):
-                if event == "start" and start is None:
-                    start = frame
-                elif event == "stop" and start is not None:
-                    stop = frame
-            if stop is not None:
+                time.sleep(delay)  # the piece has been "said" only once its last sample has
+            heard = segmenter.feed(chunk)
+            if heard:
                 break
-        if start is None:
-            time.sleep(max(0.0, started + audio.duration - time.time()))
+        else:
+            heard = segmenter.finish()
+        if not heard:
             now = time.time()
-            return Utterance("", audio.source, None, now, now)
-        seconds = stream.frame_seconds
-        end = stop if stop is not None else stream.frames
-        speech = Speech(start * seconds, end * seconds)
-        lo = max(0, int((speech.start - 0.05) * SAMPLE_RATE))
-        hi = min(len(audio.samples), int((speech.end + 0.05) * SAMPLE_RATE))
-        text = self.recognizer.transcribe(audio.samples[lo:hi])
-        return Utterance(text, audio.source, speech, started + speech.end, time.time())
+            return Utterance("", audio.source, None, now, now, started)
+        first = heard[0]
+        return Utterance(first.text, audio.source, first.speech, started + first.speech.end, time.time(), started,
+                         first.ended_by)
 
 
 class MicrophoneUtterances:
     """Live speech from a microphone, cut into utterances by voice activity.
 
     Args:
-        recognizer: speech-to-text
-        vad: the voice activity settings (``silence_ms`` ends an utterance)
+        recognizer: speech-to-text (recognising while the user speaks, when it can)
+        vad: the voice activity settings (``silence_ms`` ends an unfinished command)
+        endpointing: the shorter pauses that end a whole command, and the longest utterance
         device: the ``sounddevice`` input device (default: the system's)
         wake: called when an utterance is ready
         muted: while this returns true (the robot is speaking), audio is ignored
-        max_seconds: an utterance is cut after this long
 
     Needs ``pip install sounddevice`` and PortAudio (Debian: ``libportaudio2``).
     ``start()`` opens the device (call it from ``setup()`` time, not ``__init__``);
     ``close()`` releases it. Silence gives no utterance.
     """
 
-    def __init__(self, recognizer: Recognizer, *, vad: VoiceActivity | None = None, device: Any = None,
-                 wake: Callable[[], None] | None = None, muted: Callable[[], bool] | None = None,
-                 max_seconds: float = 15.0):
+    def __init__(self, recognizer: Recognizer, *, vad: VoiceActivity | None = None,
+                 endpointing: Endpointing | None = None, device: Any = None, wake: Callable[[], None] | None = None,
+                 muted: Callable[[], bool] | None = None):
         self.recognizer = recognizer
         self.vad = vad or VoiceActivity()
+        self.endpointing = endpointing or Endpointing()
         self.device = device
         self.wake = wake
         self.muted = muted or (lambda: False)
-        self.max_seconds = max_seconds
         self.heard: list[Utterance] = []
         self._texts: queue.Queue[str] = queue.Queue()
         self._audio: queue.Queue[np.ndarray | None] = queue.Queue()
@@ -265,48 +309,28 @@ class MicrophoneUtterances:
         return False
 
     def _listen(self) -> None:
-        from .vad import VadStream
+        self.feed_loop(self._audio)
 
-        self.feed_loop(self._audio, VadStream(self.vad))
-
-    def feed_loop(self, chunks: queue.Queue[np.ndarray | None], stream: Any) -> None:
-        """Segment and recognise chunks until ``None`` arrives (the microphone's worker; also for tests)."""
-        buffer: list[np.ndarray] = []
-        kept = 0
-        start: int | None = None
+    def feed_loop(self, chunks: queue.Queue[np.ndarray | None]) -> None:
+        """Cut chunks into utterances until ``None`` arrives (the microphone's worker; also for tests)."""
+        segmenter = Segmenter(self.recognizer, self.vad, self.endpointing)
         began = time.time()
         while (chunk := chunks.get()) is not None:
             if self.muted():
-                buffer, kept, start = [], stream.frames, None
-                stream.feed(np.zeros_like(chunk))
+                segmenter.skip(chunk)
                 continue
-            buffer.append(chunk)
-            for event, frame in stream.feed(chunk):
-                if event == "start":
-                    start = frame
-                elif event == "stop" and start is not None:
-                    self._utterance(buffer, kept, start, frame, stream.frame_seconds, began)
-                    buffer, kept, start = [], stream.frames, None
-            if start is None and len(buffer) > 25:  # keep half a second before speech
-                buffer = buffer[-25:]
-                kept = stream.frames - int(sum(len(b) for b in buffer) / (SAMPLE_RATE * stream.frame_seconds))
-            elif start is not None and (stream.frames - start) * stream.frame_seconds > self.max_seconds:
-                self._utterance(buffer, kept, start, stream.frames, stream.frame_seconds, began)
-                buffer, kept, start = [], stream.frames, None
+            for heard in segmenter.feed(chunk):
+                self._utterance(heard, began)
+        for heard in segmenter.finish():
+            self._utterance(heard, began)
 
-    def _utterance(self, buffer: list[np.ndarray], kept: int, start: int, stop: int, frame: float,
-                   began: float) -> None:
-        samples = np.concatenate(buffer) if buffer else np.zeros(0, np.float32)
-        lo = max(0, int(((start - kept) * frame - 0.05) * SAMPLE_RATE))
-        hi = min(len(samples), int(((stop - kept) * frame + 0.05) * SAMPLE_RATE))
-        text = self.recognizer.transcribe(samples[lo:hi])
-        now = time.time()
-        self.heard.append(Utterance(text, "microphone", Speech(start * frame, stop * frame), began + stop * frame,
-                                    now))
-        if text:
-            self._texts.put(text)
+    def _utterance(self, heard: Heard, began: float) -> None:
+        self.heard.append(Utterance(heard.text, "microphone", heard.speech, began + heard.speech.end, time.time(),
+                                    began, heard.ended_by))
+        if heard.text:
+            self._texts.put(heard.text)
             if self.wake is not None:
                 self.wake()
 
 
-__all__ = ["AudioFileUtterances", "MicrophoneUtterances", "Utterance"]
+__all__ = ["AudioFileUtterances", "MicrophoneUtterances", "RecordingQueue", "Utterance"]

@@ -9,7 +9,9 @@ every robot turn that appears in ``/dialogue/history`` — what ``Say``,
     tree.add_post_tick_handler(speaker.post_tick)
 
 Debian: ``apt-get install espeak-ng``. ``to_file`` writes a WAV instead of
-playing (used by the tests, which never play sound).
+playing (used by the tests, which never play sound). :func:`synthesize`
+makes a recording to listen to, as a microphone would have heard it (for
+``vla-bt bench``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ import subprocess
 import threading
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from .audio import SAMPLE_RATE, Audio
 
 log = logging.getLogger(__name__)
 
@@ -120,4 +126,52 @@ class DialogueSpeaker:
                 self.speaker.say(key[0])
 
 
-__all__ = ["DialogueSpeaker", "EspeakSpeaker", "SpeechOutputError"]
+ROOM_NOISE_RMS = 0.003
+"""Faint noise mixed into synthetic speech (about -50 dBFS): espeak-ng's exact digital silence is unlike
+any microphone's and makes the recogniser drop the last word."""
+
+
+def synthesize(text: str, voice: str = "en-us", *, lead: float = 0.4, tail: float = 0.6,
+               noise_rms: float = ROOM_NOISE_RMS, seed: int = 0) -> tuple[Audio, float]:
+    """Speech made with espeak-ng, as a 16 kHz recording with room noise around and under it.
+
+    Args:
+        text: what is said
+        voice: an espeak-ng voice
+        lead: seconds of room noise before the speech
+        tail: seconds of room noise after it
+        noise_rms: the noise level (0: none)
+        seed: the noise's random seed (the same recording every time)
+
+    Returns:
+        the recording, and the second at which the speech ends in it (the last sample of the voice itself,
+        measured before the noise is added)
+
+    Raises:
+        SpeechOutputError: espeak-ng is not installed or fails
+    """
+    import io
+
+    import soundfile
+
+    from .audio import resample, to_mono
+
+    program = shutil.which("espeak-ng")
+    if program is None:
+        raise SpeechOutputError("making speech needs espeak-ng (Debian: apt-get install espeak-ng)")
+    done = subprocess.run([program, "-v", voice, "--stdout", "--", text], capture_output=True, timeout=60,
+                          check=False)
+    if done.returncode != 0 or not done.stdout:
+        raise SpeechOutputError(f"espeak-ng could not say {text!r} in voice {voice!r}: "
+                                f"{done.stderr.decode(errors='replace').strip()}")
+    data, rate = soundfile.read(io.BytesIO(done.stdout), dtype="float32", always_2d=True)
+    voice_only = resample(to_mono(data), rate, SAMPLE_RATE)
+    loud = np.flatnonzero(np.abs(voice_only) > 1e-3)
+    end = float(loud[-1] + 1 if len(loud) else 0) / SAMPLE_RATE
+    silence = [np.zeros(round(s * SAMPLE_RATE), np.float32) for s in (lead, tail)]
+    samples = np.concatenate([silence[0], voice_only, silence[1]])
+    samples += np.random.default_rng(seed).normal(0, noise_rms, len(samples)).astype(np.float32)
+    return Audio(np.clip(samples, -1, 1), source=f"espeak-ng {voice}: {text}"), lead + end
+
+
+__all__ = ["ROOM_NOISE_RMS", "DialogueSpeaker", "EspeakSpeaker", "SpeechOutputError", "synthesize"]

@@ -51,12 +51,18 @@ class VoiceActivity:
         start_ms: voiced audio needed within ``window_ms`` for speech to start
         window_ms: the window for ``start_ms``
         silence_ms: unvoiced audio that ends speech
+        tail_aggressiveness: the detector that times the silence after the last word for a caller that
+            can end speech sooner (:attr:`VadStream.silent_frames`): the least forgiving one, whose
+            decisions stop close to the voice's own end (the forgiving one runs on up to 0.18 s after it)
     """
 
-    def __init__(self, aggressiveness: int = 0, start_ms: int = 150, window_ms: int = 240, silence_ms: int = 300):
-        if not 0 <= aggressiveness <= 3:
-            raise ValueError(f"aggressiveness must be 0..3, not {aggressiveness}")
+    def __init__(self, aggressiveness: int = 0, start_ms: int = 150, window_ms: int = 240, silence_ms: int = 300,
+                 tail_aggressiveness: int = 3):
+        for name, value in (("aggressiveness", aggressiveness), ("tail_aggressiveness", tail_aggressiveness)):
+            if not 0 <= value <= 3:
+                raise ValueError(f"{name} must be 0..3, not {value}")
         self.aggressiveness = aggressiveness
+        self.tail_aggressiveness = tail_aggressiveness
         self.start_frames = max(1, round(start_ms / FRAME_MS))
         self.window_frames = max(self.start_frames, round(window_ms / FRAME_MS))
         self.silence_frames = max(1, round(silence_ms / FRAME_MS))
@@ -107,6 +113,8 @@ class VadStream:
 
         self.detector = detector or VoiceActivity()
         self._vad = pocketsphinx.Vad(self.detector.aggressiveness, SAMPLE_RATE, FRAME_MS / 1000)
+        self._strict = pocketsphinx.Vad(self.detector.tail_aggressiveness, SAMPLE_RATE, FRAME_MS / 1000)
+        self._last_strict = 0
         self._pending = b""
         self._frame = 0
         self._window: deque[tuple[int, bool]] = deque(maxlen=self.detector.window_frames)
@@ -124,18 +132,34 @@ class VadStream:
         """Frames decided so far."""
         return self._frame
 
+    @property
+    def silent_frames(self) -> int:
+        """Frames since the speech in progress was last voiced by the strict detector (0 outside speech)."""
+        return self._frame - max(self._last_strict, self._start) - 1 if self.in_speech else 0
+
+    def cut(self) -> int:
+        """End the speech in progress now, without waiting for ``silence_ms``; the frame it ended at.
+
+        For a caller that knows the utterance is over (a whole command was heard).
+        """
+        if not self.in_speech:
+            return self._frame
+        self.in_speech = False
+        self._window.clear()
+        return max(self._last_strict, self._start) + 1
+
     def feed(self, samples: np.ndarray) -> list[tuple[str, int]]:
         """Decide the complete frames of ``samples`` (16 kHz); the events they complete."""
         data = self._pending + to_pcm16(samples)
         size = self._vad.frame_bytes
-        decisions = []
         end = len(data) - len(data) % size
-        for i in range(0, end, size):
-            decisions.append(bool(self._vad.is_speech(data[i:i + size])))
-        self._pending = data[end:]
         events: list[tuple[str, int]] = []
-        for voiced in decisions:
-            events.extend(self._decide(voiced))
+        for i in range(0, end, size):
+            frame = data[i:i + size]
+            if self._strict.is_speech(frame):
+                self._last_strict = self._frame
+            events.extend(self._decide(bool(self._vad.is_speech(frame))))
+        self._pending = data[end:]
         return events
 
     def feed_decisions(self, decisions: list[bool]) -> list[tuple[int, int]]:
