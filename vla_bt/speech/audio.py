@@ -138,7 +138,33 @@ def read_wav(path: str | os.PathLike[str], max_seconds: float = MAX_SECONDS) -> 
     samples = resample(to_mono(data), int(rate), SAMPLE_RATE)
     if not np.all(np.isfinite(samples)):
         raise AudioError(f"{name}: the WAV data holds invalid samples (NaN or infinity)")
-    return Audio(samples, SAMPLE_RATE, name, int(rate), int(data.shape[1]))
+    return Audio(with_noise_floor(samples, seed=len(samples)), SAMPLE_RATE, name, int(rate), int(data.shape[1]))
+
+
+NOISE_FLOOR_RMS = 0.001
+"""The faint noise (-60 dBFS) given to a recording that has none."""
+SILENT_RMS = 1e-4
+"""Quieter than any microphone's own noise: a recording whose quietest stretch is below this has digital silence."""
+
+
+def with_noise_floor(samples: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The samples, with faint noise mixed in if they have no noise floor (synthetic or digitally muted audio).
+
+    The recogniser's features are log energies: exact silence gives them values no
+    microphone produces, and it then drops or invents words (measured on the 14 test
+    commands from espeak-ng, as made and with silence around them: 2 of 28 recognised
+    word for word without a noise floor, 22 of 28 with this one).
+    Audio with a noise floor of its own is returned unchanged.
+    """
+    frame = SAMPLE_RATE // 100
+    usable = len(samples) - len(samples) % frame
+    if usable == 0:
+        return samples
+    quietest = float(np.sqrt(np.min(np.mean(samples[:usable].reshape(-1, frame) ** 2, axis=1))))
+    if quietest >= SILENT_RMS:
+        return samples
+    noise = np.random.default_rng(seed).normal(0.0, NOISE_FLOOR_RMS, len(samples)).astype(np.float32)
+    return np.asarray(samples + noise, dtype=np.float32)
 
 
 def read_wavs(paths: Sequence[str | os.PathLike[str]], max_seconds: float = MAX_SECONDS) -> list[Audio]:
@@ -166,4 +192,4 @@ def _reason(exc: BaseException) -> str:
 
 
 __all__ = ["MAX_SECONDS", "REALTIME_RATE", "SAMPLE_RATE", "Audio", "AudioError", "from_pcm16", "read_wav", "read_wavs",
-           "resample", "to_mono", "to_pcm16"]
+           "resample", "to_mono", "to_pcm16", "with_noise_floor"]

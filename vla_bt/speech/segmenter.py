@@ -102,6 +102,8 @@ class Segmenter:
         self._start: int | None = None  # the first sample of the speech in progress
         self._decoded_to = 0
         self._stream: Any = None
+        self._words: list[str] = []
+        self._words_since = 0  # the sample at which the words so far last changed
 
     @property
     def seconds(self) -> float:
@@ -156,6 +158,7 @@ class Segmenter:
         self._decoded_to = max(self._kept_from, first_voiced - int(self.endpointing.lead_s * SAMPLE_RATE))
         stream = getattr(self.recognizer, "stream", None)
         self._stream = stream() if callable(stream) else None
+        self._words, self._words_since = [], self._fed
 
     def _decode_new(self) -> None:
         if self._stream is not None and self._decoded_to < self._fed:
@@ -169,11 +172,16 @@ class Segmenter:
             return "length"
         if self._stream is None:
             return None
-        silence_ms = self._detector.silent_frames * FRAME_MS
-        if silence_ms < min(self.endpointing.complete_ms, self.endpointing.final_ms):
+        words = self._stream.words
+        if words != self._words:
+            self._words, self._words_since = words, self._fed
+        # Quiet means no voice and no change of mind: a pause mid-command can make the decoder's
+        # best path jump to another, shorter sentence ("go to the … kitchen" → "go that mug").
+        quiet_ms = min(self._detector.silent_frames * FRAME_MS, (self._fed - self._words_since) * 1000 // SAMPLE_RATE)
+        if quiet_ms < min(self.endpointing.complete_ms, self.endpointing.final_ms):
             return None
         whole, more = self._stream.complete
-        if whole and silence_ms >= (self.endpointing.complete_ms if more else self.endpointing.final_ms):
+        if whole and quiet_ms >= (self.endpointing.complete_ms if more else self.endpointing.final_ms):
             return "grammar"
         return None
 
