@@ -1,9 +1,11 @@
-"""``ParseIntent``: each completed tool call of the model stream → a validated, grounded plan step."""
+"""``ParseIntent``: each tool call of the model stream, arguments complete → a validated, grounded plan step."""
 
 from __future__ import annotations
 
 import json
 import math
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
@@ -25,7 +27,15 @@ from vla_bt.intent.grounding import (
     words,
 )
 from vla_bt.llm.backend import ToolSpec
-from vla_bt.llm.events import ResponseDone, StreamError, StreamEvent, TextDelta, ToolCallDone
+from vla_bt.llm.events import (
+    ResponseDone,
+    StreamError,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallDone,
+    ToolCallStarted,
+)
 from vla_bt.perception.catalogue import Catalogue, Entry
 from vla_bt.perception.source import PERCEPTION_SOURCE
 
@@ -41,6 +51,9 @@ class RefusedError(ValueError):
 
 MAX_ARGUMENTS_CHARS = 20_000
 MAX_MAGNITUDE = 1e9  # no argument of any skill is a number this large
+MAX_EARLY_PARSES = 16
+"""Attempts per call to read its streamed arguments as complete; after that it waits for its done event."""
+JSON_SPACE = " \t\n\r"
 
 
 def _bounded_int(text: str) -> int:
@@ -87,8 +100,69 @@ def _has_non_finite(value: Any) -> bool:
     return False
 
 
+def complete_object(text: str) -> bool:
+    """Whether streamed arguments already form one whole JSON object.
+
+    Only completeness is judged here (NaN or duplicate keys still count as
+    complete); whether the arguments are acceptable is decided afterwards by
+    the same checks as for any call (``parse_arguments``, the schema, grounding).
+
+    Args:
+        text: the arguments streamed so far
+
+    Returns:
+        True if ``text`` parses as a JSON object
+    """
+    try:
+        return isinstance(json.loads(text), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
+@dataclass
+class _Call:
+    """One tool call of the stream, from its first event until its done event.
+
+    Args:
+        call_id: the call's id
+        name: the tool name (from ``ToolCallStarted``, or from ``ToolCallDone`` for a call without deltas)
+        pieces: the argument deltas so far (not kept once they exceed ``MAX_ARGUMENTS_CHARS``)
+        size: characters streamed so far
+        parses: attempts to read the deltas as a complete object
+        raw: the complete arguments, once known (from the deltas or the done event)
+        streamed: ``raw`` came from the deltas, so the done event must repeat them
+        done: the done event arrived
+        acted: the call became a step or was refused
+        step: the id of the step it became
+        problem: the protocol violation it was refused for
+    """
+
+    call_id: str
+    name: str = ""
+    pieces: list[str] = field(default_factory=list)
+    size: int = 0
+    parses: int = 0
+    raw: str | None = None
+    streamed: bool = False
+    done: bool = False
+    acted: bool = False
+    step: str | None = None
+    problem: str | None = None
+
+    def text(self) -> str:
+        """The arguments as streamed (the done event's for a call without deltas)."""
+        return "".join(self.pieces) if self.streamed or self.raw is None else self.raw
+
+
 class ParseIntent(SceneAware):
-    """Turn each completed tool call (or JSON step in plain text) into a plan step as soon as it completes.
+    """Turn each tool call (or JSON step in plain text) into a plan step as soon as its arguments are complete.
+
+    A call's arguments are complete at the delta that closes them into one
+    JSON object, at least a token ahead of the call's done event; a call
+    without deltas completes at its done event. Steps follow the order in which the
+    calls began. A done event that does not repeat the arguments already
+    acted on (or arguments streamed past the closed object) is a protocol
+    violation: it is refused like any call, and no second step is made.
 
     Each call is checked before it becomes a step: the tool must be offered,
     the arguments strict JSON matching the tool's schema (unknown fields,
@@ -146,6 +220,8 @@ class ParseIntent(SceneAware):
         self._steps: list[Step] = []
         self._blocked: str | None = None
         self._stream: Any = None
+        self._calls: dict[str, _Call] = {}
+        self._pending: deque[_Call] = deque()  # calls not acted on yet, in the order they began
         self.blackboard.set(keys.PLAN_STEPS, [])
         self.blackboard.set(keys.PLAN_DONE, False)
         self.blackboard.set(keys.PLAN_REJECTED, None)
@@ -162,12 +238,17 @@ class ParseIntent(SceneAware):
         return Status.RUNNING
 
     def _on_event(self, event: StreamEvent) -> Status | None:
-        if isinstance(event, ToolCallDone):
-            self._on_call(event.call_id, event.name, event.arguments)
+        if isinstance(event, ToolCallStarted):
+            self._on_started(event.call_id, event.name)
+        elif isinstance(event, ToolCallDelta):
+            self._on_delta(event.call_id, event.delta)
+        elif isinstance(event, ToolCallDone):
+            self._on_done(event.call_id, event.name, event.arguments)
         elif isinstance(event, TextDelta):
             self._text += event.text
             self._steps_in_text(final=False)
         elif isinstance(event, ResponseDone):
+            self._flush(final=True)
             self._steps_in_text(final=True)
             self.feedback_message = f"plan complete: {len(self._steps)} step(s)"
             return Status.SUCCESS
@@ -176,9 +257,93 @@ class ParseIntent(SceneAware):
             return Status.FAILURE
         return None
 
+    # -- tool call events ----------------------------------------------------------------
+
+    def _call(self, call_id: str, name: str = "") -> _Call:
+        """The call with this id, registered (and queued) at its first event."""
+        call = self._calls.get(call_id)
+        if call is None:
+            call = self._calls[call_id] = _Call(call_id, name)
+            self._pending.append(call)
+        return call
+
+    def _on_started(self, call_id: str, name: str) -> None:
+        if call_id in self._calls and self._calls[call_id].done:
+            del self._calls[call_id]  # an id used again after its call ended: a new call
+        self._call(call_id, name)
+
+    def _on_delta(self, call_id: str, delta: str) -> None:
+        call = self._call(call_id)
+        if call.done:
+            return  # a piece after the done event: the done event's arguments count
+        call.size += len(delta)
+        if call.size <= MAX_ARGUMENTS_CHARS:
+            call.pieces.append(delta)
+        else:
+            call.pieces.clear()  # too long to be accepted: the done event's arguments are refused
+        if call.raw is not None:  # the object was closed already: only whitespace may follow
+            if delta.strip(JSON_SPACE) or call.size > MAX_ARGUMENTS_CHARS:
+                self._violation(call, "".join(call.pieces) or delta, "arguments streamed past the closed object")
+            return
+        if self._may_complete(call, delta):
+            call.parses += 1
+            text = "".join(call.pieces)
+            if complete_object(text):
+                call.raw, call.streamed = text, True
+                self._flush()
+
+    @staticmethod
+    def _may_complete(call: _Call, delta: str) -> bool:
+        """Whether this delta could close the object, and the call is worth a parse (bounded work)."""
+        return (bool(call.name) and call.size <= MAX_ARGUMENTS_CHARS and call.parses < MAX_EARLY_PARSES
+                and delta.rstrip(JSON_SPACE).endswith("}"))
+
+    def _on_done(self, call_id: str, name: str, arguments: str) -> None:
+        call = self._call(call_id, name)
+        already = call.raw is not None
+        call.done = True
+        if not already:  # no complete object in the deltas (or no deltas): the done event's arguments, as ever
+            call.name, call.raw = name, arguments
+            self._flush()
+        elif name != call.name:
+            self._violation(call, arguments, f"the call was streamed as '{call.name}' but completed as '{name}'")
+        elif arguments != call.text():
+            self._violation(call, arguments, "its final arguments differ from the streamed ones")
+
+    def _violation(self, call: _Call, raw: str, detail: str) -> None:
+        """Refuse a call the stream contradicted (once), whether or not it was acted on yet."""
+        if call.problem is not None:
+            return
+        acted = f" (step {call.step} was already accepted)" if call.step else ""
+        call.problem = f"protocol violation in call {call.call_id}: {detail}{acted}"
+        if call.acted:
+            self._refuse(call.call_id, call.name, raw, call.problem, step=call.step)
+        else:
+            call.raw = raw  # refused instead of acted on when its turn comes
+
+    def _flush(self, final: bool = False) -> None:
+        """Act on complete calls in the order they began; at the end, drop those that never completed."""
+        while self._pending:
+            call = self._pending[0]
+            if call.raw is None and not final:
+                return  # a later call waits: steps keep the order of the calls
+            self._pending.popleft()
+            if call.raw is None:
+                continue  # never completed: nothing is done for it
+            call.acted = True
+            if call.problem is not None:
+                self._refuse(call.call_id, call.name, call.raw, call.problem)
+            else:
+                call.step = self._on_call(call.call_id, call.name, call.raw)
+
     # -- one call ---------------------------------------------------------------------
 
-    def _on_call(self, call_id: str, name: str, raw: str) -> None:
+    def _on_call(self, call_id: str, name: str, raw: str) -> str | None:
+        """Validate and ground one call; append it as a step, or refuse it.
+
+        Returns:
+            the id of the step it became, or None if it was refused
+        """
         self._unseen = None
         try:
             if self._blocked:
@@ -198,19 +363,20 @@ class ParseIntent(SceneAware):
                 step["search"] = self._unseen[0]  # type: ignore[typeddict-unknown-key]
         except RefusedError as refusal:
             self._refuse(call_id, name, raw, str(refusal))
-            return
+            return None
         except AmbiguousError as ambiguity:
             step = self._step("ask", {"question": ambiguity.question})
             self._blocked = "waiting for the answer to a clarification question"
         except UnresolvedError as unresolved:
             self._refuse(call_id, name, raw, str(unresolved))
-            return
+            return None
         self._steps.append(step)
         self.blackboard.set(keys.PLAN_STEPS, list(self._steps))
         accepted = {"status": "accepted", "step": step["id"], "args": step["args"]}
         if step.get("search"):
             accepted["note"] = f"'{step.get('search')}' is not in view yet: the robot will look for it first"
         self._result(call_id, accepted)
+        return step["id"]
 
     def _step(self, skill: str, args: dict[str, Any]) -> Step:
         self._count += 1
@@ -224,20 +390,32 @@ class ParseIntent(SceneAware):
             risk = "high"  # not seen yet, but it may be the high-risk one: confirm first all the same
         return Step(id=f"s{self._count}", skill=skill, args=args, risk=risk)
 
-    def _refuse(self, call_id: str, name: str, raw: str, reason: str) -> None:
+    def _refuse(self, call_id: str, name: str, raw: str, reason: str, step: str | None = None) -> None:
+        """Audit a refused call, tell the model, and end the plan here.
+
+        Args:
+            call_id: the call refused
+            name: its tool name
+            raw: its arguments as the model sent them
+            reason: why it was refused
+            step: the step it had already become, if any
+        """
         try:
             args: Any = parse_arguments(raw)
         except RefusedError:
             args = raw[:500] + (f"... [{len(raw)} characters]" if len(raw) > 500 else "")
-        self.audit.write("rejected", skill=name, args=args, reason=reason, step=None)
+        self.audit.write("rejected", skill=name, args=args, reason=reason, step=step)
         self._result(call_id, {"status": "rejected", "reason": reason})
         if self._blocked is None:
             self._blocked = f"an earlier step was refused ({reason})"
             self.blackboard.set(keys.PLAN_REJECTED, reason)
 
     def _result(self, call_id: str, output: dict[str, Any]) -> None:
+        """Record the output the model gets for a call; a later verdict on the same call replaces the earlier."""
         results = list(self.blackboard.get(keys.LLM_TOOL_RESULTS) or []) \
             if self.blackboard.exists(keys.LLM_TOOL_RESULTS) else []
+        if call_id:
+            results = [r for r in results if r.get("call_id") != call_id]
         results.append({"call_id": call_id, "output": json.dumps(output)})
         self.blackboard.set(keys.LLM_TOOL_RESULTS, results)
 
