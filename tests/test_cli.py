@@ -8,7 +8,6 @@ path when ``--config tests/config`` is given.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -23,42 +22,25 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # tests.helpers, as the other tests import it
+    sys.path.insert(0, str(ROOT))
+
+from tests.helpers.cli import (  # noqa: E402
+    assert_no_traceback,
+    cli_env,
+    one_json_object,
+    popen_cli,
+    read_audit,
+    run_cli,
+    run_json,
+)
+
 TREES = sorted((ROOT / "trees").glob("*.yaml"))
 TEST_CONFIG = str(ROOT / "tests" / "config")
-JSON_KEYS = {"status", "reason", "steps", "commands", "trips", "dialogue"}
 FETCH_NODE_NAMES = ("Fetch", "Listen", "Guard", "Parallel", "Ask", "ParseIntent", "ExecutePlan")
 PROJECT_NODES = ("Listen", "Ask", "ParseIntent", "ExecutePlan", "Navigate", "Grasp", "Confirm", "Guard", "Say")
 DIAGNOSTIC = re.compile(r"^(?P<file>[^\s:][^:]*):(?P<line>\d+):(?P<col>\d+): (?P<message>\S.*)$")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def cli_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "VLA_BT_CONFIG")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env["NO_COLOR"] = "1"
-    env.update(extra)
-    return env
-
-
-def run_cli(*args: str, stdin: int | None = subprocess.DEVNULL, input: str | None = None,
-            timeout: float = 30, cwd: Path = ROOT, env: dict[str, str] | None = None,
-            ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m vla_bt ARGS`` and capture its output."""
-    return subprocess.run([sys.executable, "-m", "vla_bt", *args], cwd=cwd, env=env or cli_env(),
-                          stdin=None if input is not None else stdin, input=input,
-                          capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def one_json_object(stdout: str) -> dict:
-    """The single JSON object ``--json`` prints, and nothing else."""
-    decoder = json.JSONDecoder()
-    text = stdout.strip()
-    data, end = decoder.raw_decode(text)
-    assert text[end:].strip() == "", f"more than one JSON value on stdout: {stdout!r}"
-    assert isinstance(data, dict)
-    assert set(data) == JSON_KEYS, f"keys {sorted(data)}"
-    return data
 
 
 def write_tree(directory: Path, name: str, text: str) -> Path:
@@ -91,20 +73,12 @@ def marker_events(marker: Path) -> list[str]:
     return marker.read_text(encoding="utf-8").splitlines() if marker.exists() else []
 
 
-def assert_no_traceback(result: subprocess.CompletedProcess[str]) -> None:
-    assert "Traceback" not in result.stderr, result.stderr
-    assert "Traceback" not in result.stdout, result.stdout
-
-
 # -- run: dialogue and results -----------------------------------------------------
 
 def test_run_hello_json_prints_one_object_with_the_dialogue() -> None:
     before = time.time()
-    result = run_cli("run", "trees/hello.yaml", "--say", "bring me the red cup", "--json")
+    data = run_json("run", "trees/hello.yaml", "--say", "bring me the red cup", "--json")
     after = time.time()
-    assert result.returncode == 0, result.stderr
-    assert_no_traceback(result)
-    data = one_json_object(result.stdout)
     assert data["status"] == "SUCCESS"
     assert isinstance(data["reason"], str) and data["reason"]
     for key in ("steps", "commands", "trips", "dialogue"):
@@ -145,30 +119,21 @@ root:
     - {type: Listen}
     - {type: Say, text: never said}
 """)
-    result = run_cli("run", str(tree), "--say", "only one", "--json")
-    assert result.returncode == 1, result.stderr
-    assert_no_traceback(result)
-    data = one_json_object(result.stdout)
+    data = run_json("run", str(tree), "--say", "only one", "--json", exit_code=1)
     assert data["status"] == "FAILURE"
     assert data["reason"].startswith("Listen:"), data["reason"]
     assert [(t["role"], t["text"]) for t in data["dialogue"]] == [("user", "only one")]
 
 
 def test_run_with_closed_stdin_and_no_say_fails() -> None:
-    result = run_cli("run", "trees/hello.yaml", "--json", stdin=subprocess.DEVNULL, timeout=20)
-    assert result.returncode == 1, result.stderr
-    assert_no_traceback(result)
-    data = one_json_object(result.stdout)
+    data = run_json("run", "trees/hello.yaml", "--json", stdin=subprocess.DEVNULL, timeout=20, exit_code=1)
     assert data["status"] == "FAILURE"
     assert "Listen" in data["reason"]
     assert [t["role"] for t in data["dialogue"]] == ["robot"]
 
 
 def test_run_takes_lines_piped_on_stdin_as_utterances() -> None:
-    result = run_cli("run", "trees/hello.yaml", "--json", input="hello\n")
-    assert result.returncode == 0, result.stderr
-    assert_no_traceback(result)
-    data = one_json_object(result.stdout)
+    data = run_json("run", "trees/hello.yaml", "--json", input="hello\n")
     assert data["status"] == "SUCCESS"
     assert {"role": "user", "text": "hello"}.items() <= next(
         t for t in data["dialogue"] if t["role"] == "user").items()
@@ -185,15 +150,12 @@ root:
     - {type: Say, text: arrived}
 """)
     audit = tmp_path / "audit.jsonl"
-    result = run_cli("run", str(tree), "--json", "--time-scale", "50", "--audit", str(audit))
-    assert result.returncode == 0, result.stderr
-    data = one_json_object(result.stdout)
+    data = run_json("run", str(tree), "--json", "--time-scale", "50", "--audit", str(audit))
     assert data["status"] == "SUCCESS"
     assert [(c["skill"], c["args"]["target"], c["args"]["pose"]) for c in data["commands"]] == \
         [("navigate", "kitchen", [4.0, 2.0, 0.0])]
     assert [t["text"] for t in data["dialogue"]] == ["arrived"]
-    lines = [json.loads(line) for line in audit.read_text().splitlines()]
-    assert [(e["kind"], e["skill"]) for e in lines] == [("command", "navigate")]
+    assert [(e["kind"], e["skill"]) for e in read_audit(audit)] == [("command", "navigate")]
 
 
 def test_run_navigate_to_an_unknown_place_fails_before_any_command(tmp_path: Path) -> None:
@@ -206,10 +168,7 @@ root:
     - {type: Navigate, target: garage}
     - {type: Say, text: arrived}
 """)
-    result = run_cli("run", str(tree), "--json")
-    assert result.returncode == 1, result.stderr
-    assert_no_traceback(result)
-    data = one_json_object(result.stdout)
+    data = run_json("run", str(tree), "--json", exit_code=1)
     assert data["status"] == "FAILURE"
     assert "garage" in data["reason"] and "Navigate" in data["reason"]
     assert data["commands"] == []
@@ -217,11 +176,8 @@ root:
 
 
 def test_run_fetch_object_carries_out_the_instruction_under_its_guard() -> None:
-    result = run_cli("run", "trees/fetch_object.yaml", "--say", "bring me the red cup", "--json",
-                     "--time-scale", "50")
-    assert result.returncode == 0, result.stderr
-    assert_no_traceback(result)
-    data = one_json_object(result.stdout)
+    data = run_json("run", "trees/fetch_object.yaml", "--say", "bring me the red cup", "--json",
+                    "--time-scale", "50")
     assert data["status"] == "SUCCESS", data["reason"]
     assert [(c["skill"], c["args"].get("target") or c["args"].get("object") or c["args"].get("to"))
             for c in data["commands"]] == [("navigate", "kitchen"), ("grasp", "cup_red"),
@@ -236,11 +192,9 @@ def test_run_max_seconds_stops_a_tree_that_runs_forever(tmp_path: Path) -> None:
     marker = tmp_path / "probe.log"
     tree = hold_tree(tmp_path, marker, with_running=True)
     started = time.monotonic()
-    result = run_cli("--config", TEST_CONFIG, "run", str(tree), "--max-seconds", "0.5", "--json", timeout=20)
+    data = run_json("--config", TEST_CONFIG, "run", str(tree), "--max-seconds", "0.5", "--json", timeout=20,
+                    exit_code=1)
     elapsed = time.monotonic() - started
-    assert result.returncode == 1, result.stderr
-    assert_no_traceback(result)
-    data = one_json_object(result.stdout)
     assert data["status"] == "RUNNING"
     assert "time limit" in data["reason"]
     assert [t["text"] for t in data["dialogue"]] == ["standing by"]
@@ -265,9 +219,7 @@ def start_and_signal(tmp_path: Path, signum: int, *extra: str) -> tuple[subproce
     """Start a run of the probe tree, wait until the probe runs, send ``signum``."""
     marker = tmp_path / "probe.log"
     tree = hold_tree(tmp_path, marker)
-    argv = [sys.executable, "-m", "vla_bt", "--config", TEST_CONFIG, "run", str(tree), *extra]
-    with subprocess.Popen(argv, cwd=ROOT, env=cli_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True) as proc:
+    with popen_cli("--config", TEST_CONFIG, "run", str(tree), *extra) as proc:
         try:
             deadline = time.monotonic() + 15
             while "initialise" not in marker_events(marker):
@@ -280,7 +232,7 @@ def start_and_signal(tmp_path: Path, signum: int, *extra: str) -> tuple[subproce
         finally:
             if proc.poll() is None:
                 proc.kill()
-    return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr), marker
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), marker
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

@@ -13,7 +13,6 @@ import importlib
 import importlib.metadata
 import importlib.util
 import json
-import os
 import re
 import subprocess
 import sys
@@ -31,6 +30,11 @@ from vla_bt.tree import BlackboardRef, DeclaredDecorator, Registry, RegistryErro
 from vla_bt.tree.registry import ENTRY_POINT_GROUP, PluginRegistrar
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # tests.helpers, as the other tests import it
+    sys.path.insert(0, str(ROOT))
+
+from tests.helpers.cli import cli_env, one_json_object, run_cli  # noqa: E402
+
 CONFIG = ROOT / "config"
 PLUGIN_DIR = ROOT / "plugins" / "vla_bt_wave"
 WAVE_TREE = PLUGIN_DIR / "trees" / "wave.yaml"
@@ -91,8 +95,7 @@ def wave_plugin() -> Iterator[Path]:
 
 def vla_bt(*args: str, config: Path = CONFIG, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the ``vla-bt`` command in a fresh interpreter (which sees every installed entry point)."""
-    return subprocess.run([sys.executable, "-m", "vla_bt", "--config", str(config), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60, env={**os.environ, **(env or {})})
+    return run_cli("--config", str(config), *args, timeout=60, env=cli_env(**(env or {})))
 
 
 def write(path: Path, text: str) -> Path:
@@ -157,7 +160,7 @@ def test_default_registry_in_process_finds_the_installed_plugin(wave_plugin: Pat
 def test_example_tree_runs_from_yaml(wave_plugin: Path) -> None:
     result = vla_bt("run", str(WAVE_TREE.relative_to(ROOT)), "--say", "hi", "--json", "--rate", "100")
     assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(result.stdout)
+    report = one_json_object(result.stdout)
     assert report["status"] == "SUCCESS"
     turns = [(turn["role"], turn["text"]) for turn in report["dialogue"]]
     assert turns == [("user", "hi"), ("robot", "*waves*"), ("robot", "Hello! Nice to see you.")]

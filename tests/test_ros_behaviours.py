@@ -18,10 +18,19 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.ros_helpers import HELPERS, Probe, Proc, ensure_interfaces, ros_env, vla_ros  # noqa: E402
+from tests.ros_helpers import (  # noqa: E402
+    HELPERS,
+    STRING,
+    Probe,
+    Proc,
+    ensure_interfaces,
+    helper_proc,
+    json_lines,
+    ros_env,
+    vla_ros,
+)
 
 pytestmark = pytest.mark.ros
-STRING = "std_msgs/msg/String"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -30,13 +39,9 @@ def _interfaces() -> None:
 
 
 def peer(env: dict[str, str], *args: str) -> Proc:
-    process = Proc([sys.executable, str(HELPERS / "peer.py"), *args], env, stdin=True)
+    process = helper_proc("peer.py", *args, env=env, stdin=True)
     process.wait_line(lambda line: '"ready"' in line, timeout=30)
     return process
-
-
-def logged(process: Proc, kind: str) -> list[dict]:
-    return [r for r in (json.loads(line) for line in process.lines) if r["kind"] == kind]
 
 
 def test_topics_service_and_action_client_from_yaml(tmp_path: Path) -> None:
@@ -62,9 +67,9 @@ def test_topics_service_and_action_client_from_yaml(tmp_path: Path) -> None:
     assert board["/test/fib"] == {"sequence": [0, 1, 1, 2, 3, 5]}
     assert board["/test/fib_feedback"]["sequence"][:2] == [0, 1]
     assert board["/test/fib3"] == {"sequence": [0, 1, 1, 2]}
-    assert [r["data"] for r in logged(other, "out")] == ["hello from the peer"]
-    assert [r["data"] for r in logged(other, "set_bool")] == [True, False]
-    assert [r["order"] for r in logged(other, "fibonacci_goal")] == [5, 3]
+    assert [r["data"] for r in json_lines(other, "out")] == ["hello from the peer"]
+    assert [r["data"] for r in json_lines(other, "set_bool")] == [True, False]
+    assert [r["order"] for r in json_lines(other, "fibonacci_goal")] == [5, 3]
 
 
 def test_halted_action_client_cancels_its_goal(tmp_path: Path) -> None:
@@ -77,7 +82,7 @@ def test_halted_action_client_cancels_its_goal(tmp_path: Path) -> None:
     finally:
         other.process.stdin.close()  # type: ignore[union-attr]
         other.wait(10)
-    assert logged(other, "fibonacci_cancel_request"), "the server saw the cancel"
+    assert json_lines(other, "fibonacci_cancel_request"), "the server saw the cancel"
     assert "timed out" in json.loads(tree.lines[-1])["reason"]
 
 

@@ -17,10 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.ros_helpers import Probe, SimNodeProc, ensure_interfaces, ros_env, vla_ros  # noqa: E402
+from tests.helpers.cli import read_audit  # noqa: E402
+from tests.ros_helpers import STRING, Probe, SimNodeProc, ensure_interfaces, ros_env, vla_ros  # noqa: E402
 
 pytestmark = pytest.mark.ros
-STRING = "std_msgs/msg/String"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -82,7 +82,7 @@ def test_estop_topic_cancels_navigation_and_stops_within_one_tick(tmp_path: Path
         sim.stop()
     assert cancel["goal"] == goal["goal"] and result["status"] == "canceled"
     assert 0 <= cancel["t"] - pressed["t"] < 0.5 and 0 <= stop["t"] - pressed["t"] < 0.5
-    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    records = read_audit(audit)
     trip = next(r for r in records if r["kind"] == "guard_trip")
     assert trip["condition"] == "estop_released"
     assert any(r["kind"] == "safe_stop" for r in records)

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.ros_helpers import HELPERS, Probe, Proc, ensure_interfaces, ros_env  # noqa: E402
+from tests.ros_helpers import Probe, ensure_interfaces, helper_proc, ros_env  # noqa: E402
 from vla_bt.ros.config import load_ros2_config  # noqa: E402
 from vla_bt.ros.markers import COLOURS, colour_name, parse_text  # noqa: E402
 from vla_bt.ros.messages import InterfaceError, from_plain, interface_type, to_plain  # noqa: E402
@@ -50,8 +50,7 @@ def test_marker_array_mapping(tmp_path: Path) -> None:
                       "perception: {objects: /test/markers, humans: /test/people}\n")
     env = ros_env(tmp_path)
     probe = Probe(env)
-    robot = Proc([sys.executable, str(HELPERS / "robot_script.py"), "--ros-config", str(config),
-                  json.dumps([["watch", 25]])], env)
+    robot = helper_proc("robot_script.py", "--ros-config", str(config), json.dumps([["watch", 25]]), env=env)
     try:
         robot.wait_line(lambda line: '"setup"' in line)
 

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.ros_helpers import HELPERS, Proc, SimNodeProc, ensure_interfaces, ros_env  # noqa: E402
+from tests.ros_helpers import SimNodeProc, ensure_interfaces, helper_proc, json_lines, ros_env  # noqa: E402
 from vla_bt.robot.sim import SimRobot  # noqa: E402
 from vla_bt.robot.world import load_world  # noqa: E402
 
@@ -30,17 +30,17 @@ def _interfaces() -> None:
 
 
 def robot_script(env: dict[str, str], steps: list, *options: str) -> list[dict]:
-    process = Proc([sys.executable, str(HELPERS / "robot_script.py"), *options, json.dumps(steps)], env)
+    process = helper_proc("robot_script.py", *options, json.dumps(steps), env=env)
     assert process.wait(60) == 0, process.stderr
-    return [json.loads(line) for line in process.lines]
+    return json_lines(process)
 
 
 def test_clear_table_with_the_ros2_robot_against_the_sim_node(tmp_path: Path) -> None:
     env = ros_env(tmp_path)
     sim = SimNodeProc(tmp_path, env, "--time-scale", "10")
     try:
-        run = Proc([sys.executable, str(HELPERS / "run_ros2.py"), "trees/clear_table.yaml", "--say", "yes",
-                    "--say", "yes please", "--audit", str(tmp_path / "audit.jsonl")], env)
+        run = helper_proc("run_ros2.py", "trees/clear_table.yaml", "--say", "yes", "--say", "yes please",
+                          "--audit", str(tmp_path / "audit.jsonl"), env=env)
         code = run.wait(90)
         assert code == 0, run.stderr
         data = json.loads(run.lines[-1])

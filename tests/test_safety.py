@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,13 +43,14 @@ if str(ROOT) not in sys.path:  # tests.helpers and tests.chat_server, as the oth
     sys.path.insert(0, str(ROOT))
 
 from tests.chat_server import ChatServer, Fault, chunk_frames  # noqa: E402
+from tests.helpers.cli import cli_env, one_json_object, popen_cli, read_audit, run_cli, say_args  # noqa: E402
 from vla_bt import blackboard as keys  # noqa: E402
 from vla_bt.app import Run, assemble  # noqa: E402
 from vla_bt.guards.audit import AuditLog  # noqa: E402
 from vla_bt.guards.conditions import build as build_condition  # noqa: E402
 from vla_bt.guards.estop import EStop  # noqa: E402
 from vla_bt.guards.guard import Guard  # noqa: E402
-from vla_bt.guards.validation import PlanValidator, load_safety_policy  # noqa: E402
+from vla_bt.guards.validation import PlanValidator, SafetyPolicy, load_safety_policy  # noqa: E402
 from vla_bt.leaves.ask import Ask  # noqa: E402
 from vla_bt.leaves.dialogue import Confirm, Listen, Say  # noqa: E402
 from vla_bt.leaves.execute import ExecutePlan  # noqa: E402
@@ -60,6 +60,7 @@ from vla_bt.llm.scripted import PlannedCall, PlannedResponse, ScriptedBackend, p
 from vla_bt.llm.session import ModelSession  # noqa: E402
 from vla_bt.llm.tools import tool_specs  # noqa: E402
 from vla_bt.robot.gate import CommandGate, CommandRefusedError  # noqa: E402
+from vla_bt.robot.protocol import Command  # noqa: E402
 from vla_bt.robot.sim import Navigation, SimRobot  # noqa: E402
 from vla_bt.robot.world import World, load_world  # noqa: E402
 from vla_bt.speech import ScriptedUtterances  # noqa: E402
@@ -79,28 +80,8 @@ EPS = 1e-6
 
 
 # =====================================================================================================
-# Shared helpers: the audit log, an independent safety oracle, running the command line
+# Shared helpers: an independent safety oracle (the audit log and the command line: tests.helpers.cli)
 # =====================================================================================================
-
-
-def read_audit(path: Path) -> list[dict[str, Any]]:
-    """Every line of an audit log, each checked to be one JSON object with ``t`` (Unix time) and ``kind``."""
-    assert path.is_file(), f"no audit log at {path}"
-    text = path.read_text(encoding="utf-8")
-    assert text == "" or text.endswith("\n"), "the last audit line is incomplete (not flushed or cut off)"
-    events = []
-    for number, line in enumerate(text.splitlines(), 1):
-        try:
-            event = json.loads(line)
-        except ValueError as exc:
-            raise AssertionError(f"{path.name}:{number} is not valid JSON ({exc}): {line[:200]!r}") from None
-        assert isinstance(event, dict), f"{path.name}:{number} is not a JSON object"
-        stamp = event.get("t")
-        assert isinstance(stamp, (int, float)) and not isinstance(stamp, bool), f"{path.name}:{number}: no 't'"
-        assert 1.5e9 < stamp < 4e9, f"{path.name}:{number}: 't' {stamp} is not Unix time in seconds"
-        assert isinstance(event.get("kind"), str) and event["kind"], f"{path.name}:{number}: no 'kind'"
-        events.append(event)
-    return events
 
 
 def inside_polygon(point: Sequence[float], polygon: Sequence[Sequence[float]]) -> bool:
@@ -209,32 +190,6 @@ class Oracle:
         return problems
 
 
-def cli_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "VLA_BT_CONFIG", "OPENAI_API_KEY",
-                        "OPENAI_BASE_URL")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env["NO_COLOR"] = "1"
-    env.update(extra)
-    return env
-
-
-def vla_bt(*args: str) -> list[str]:
-    return [sys.executable, "-m", "vla_bt", *args]
-
-
-def last_json_object(stdout: str) -> dict[str, Any]:
-    text = stdout.strip()
-    assert text, "nothing on standard output (--json prints one object)"
-    data = json.loads(text)
-    assert isinstance(data, dict) and {"status", "reason", "commands", "trips", "dialogue"} <= set(data)
-    return data
-
-
-def says(texts: Iterable[str]) -> list[str]:
-    return [arg for text in texts for arg in ("--say", text)]
-
-
 # =====================================================================================================
 # 1. The red-team suite
 # =====================================================================================================
@@ -257,7 +212,7 @@ class RedTeamRun:
     @property
     def result(self) -> dict[str, Any] | None:
         try:
-            return last_json_object(self.stdout)
+            return one_json_object(self.stdout)
         except (AssertionError, ValueError):
             return None
 
@@ -287,10 +242,9 @@ def play_redteam_run(spec: dict[str, Any], directory: Path) -> RedTeamRun:
     script = directory / f"{run.name}.script.yaml"
     script.write_text(yaml.safe_dump({"responses": responses}, sort_keys=False, width=10**9), encoding="utf-8")
     audit = directory / f"{run.name}.audit.jsonl"
-    done = subprocess.run(
-        vla_bt("run", str(ASSISTANT), "--llm", f"scripted:{script}", "--audit", str(audit), "--json",
-               "--time-scale", str(spec.get("time_scale", 50)), "--world", str(run.world_file), *says(utterances)),
-        cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=120, check=False)
+    done = run_cli("run", str(ASSISTANT), "--llm", f"scripted:{script}", "--audit", str(audit), "--json",
+                   "--time-scale", str(spec.get("time_scale", 50)), "--world", str(run.world_file),
+                   *say_args(utterances), timeout=120)
     run.returncode, run.stdout, run.stderr = done.returncode, done.stdout, done.stderr
     try:
         run.events = read_audit(audit)
@@ -830,6 +784,18 @@ def test_command_gate_is_the_last_line_even_if_grounding_were_fooled() -> None:
     handle.cancel()
 
 
+def test_straight_path_check_refuses_a_line_through_a_no_go_zone() -> None:
+    """``path_check: straight`` refuses a goal the planner would reach around the stairs."""
+    world = load_world(CONFIG / "world.yaml")
+    pose = {keys.ROBOT_POSE: (5.0, 0.5, 0.0)}
+    command = Command("navigate", {"pose": [8.0, 0.5, 0.0]}, None, 0.0)
+    planned = PlanValidator(world, SafetyPolicy(path_check="planned"), read=pose.get)
+    straight = PlanValidator(world, SafetyPolicy(path_check="straight"), read=pose.get)
+    assert planned.targets(command) is None
+    assert straight.targets(command) == "the straight path crosses no-go zone 'stairs'"
+    assert straight.targets(Command("navigate", {"pose": [5.0, 2.0, 0.0]}, None, 0.0)) is None
+
+
 # ---- conditions, unit by unit, against a fake view ------------------------------------------------------------
 
 
@@ -965,10 +931,9 @@ root:
     - {{expr: "__import__('pathlib').Path('{marker}').touch()"}}
   child: {{type: Success}}
 """, encoding="utf-8")
-    done = subprocess.run(vla_bt("run", str(tree), "--json"), cwd=ROOT, env=cli_env(), capture_output=True,
-                          text=True, timeout=60, check=False)
+    done = run_cli("run", str(tree), "--json", timeout=60)
     assert done.returncode == 1, done.stderr
-    result = last_json_object(done.stdout)
+    result = one_json_object(done.stdout)
     assert result["status"] == "FAILURE" and result["trips"][0]["condition"] == "expr"
     assert not marker.exists()
 
@@ -991,8 +956,7 @@ root:
         TreeLoader(Registry.default()).load(tree)
     text = "\n".join(str(d) for d in raised.value.diagnostics)
     assert str(tree) in text
-    done = subprocess.run(vla_bt("validate", str(tree)), cwd=ROOT, env=cli_env(), capture_output=True, text=True,
-                          timeout=60, check=False)
+    done = run_cli("validate", str(tree), timeout=60)
     assert done.returncode == 1
     first = done.stderr.strip().splitlines()[0]
     where, _, message = first.partition(": ")
@@ -1136,23 +1100,18 @@ def assert_ends_with_a_safe_stop(audit: Path) -> list[dict[str, Any]]:
     return events
 
 
-def popen_run(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(vla_bt("run", *args), cwd=ROOT, env=env or cli_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_mid_navigation_stops_safely_and_exits_130(tmp_path: Path, signum: signal.Signals) -> None:
     script, audit = tmp_path / "bedroom.yaml", tmp_path / "audit.jsonl"
     script.write_text(BEDROOM, encoding="utf-8")
-    proc = popen_run(str(ASSISTANT), "--llm", f"scripted:{script}", "--say", "go to the bedroom",
+    proc = popen_cli("run", str(ASSISTANT), "--llm", f"scripted:{script}", "--say", "go to the bedroom",
                      "--audit", str(audit), "--json", "--time-scale", "1")
     wait_for(lambda: audited(audit, "command", "navigate"), proc, 30, "the navigate command")
     time.sleep(0.3)  # the robot is driving (the bedroom is 20 s away at 0.5 m/s)
     proc.send_signal(signum)
     code, out, err = finish(proc)
     assert code == 130, err[-1500:]
-    result = last_json_object(out)
+    result = one_json_object(out)
     assert result["status"] == "RUNNING" and signum.name in result["reason"]
     events = assert_ends_with_a_safe_stop(audit)
     assert events[-1]["kind"] == "safe_stop"
@@ -1161,11 +1120,11 @@ def test_signal_mid_navigation_stops_safely_and_exits_130(tmp_path: Path, signum
 def test_time_limit_mid_navigation_stops_safely_and_exits_1(tmp_path: Path) -> None:
     script, audit = tmp_path / "bedroom.yaml", tmp_path / "audit.jsonl"
     script.write_text(BEDROOM, encoding="utf-8")
-    proc = popen_run(str(ASSISTANT), "--llm", f"scripted:{script}", "--say", "go to the bedroom",
+    proc = popen_cli("run", str(ASSISTANT), "--llm", f"scripted:{script}", "--say", "go to the bedroom",
                      "--audit", str(audit), "--json", "--time-scale", "1", "--max-seconds", "2")
     code, out, err = finish(proc)
     assert code == 1, err[-1500:]
-    result = last_json_object(out)
+    result = one_json_object(out)
     assert result["status"] == "RUNNING" and "time limit" in result["reason"]
     assert_ends_with_a_safe_stop(audit)
 
@@ -1210,13 +1169,11 @@ def test_exception_in_a_leaf_mid_navigation_stops_safely_and_exits_1(tmp_path: P
     tree, script, audit = tmp_path / "raising.yaml", tmp_path / "bedroom.yaml", tmp_path / "audit.jsonl"
     tree.write_text(RAISING_TREE, encoding="utf-8")
     script.write_text(BEDROOM, encoding="utf-8")
-    proc = subprocess.Popen(
-        vla_bt("--config", str(config), "run", str(tree), "--llm", f"scripted:{script}", "--say", "go to the bedroom",
-               "--audit", str(audit), "--json", "--time-scale", "1"),
-        cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = popen_cli("--config", str(config), "run", str(tree), "--llm", f"scripted:{script}",
+                     "--say", "go to the bedroom", "--audit", str(audit), "--json", "--time-scale", "1")
     code, out, err = finish(proc)
     assert code == 1, err[-1500:]
-    result = last_json_object(out)
+    result = one_json_object(out)
     assert result["status"] == "FAILURE" and "ProbeFailureError" in result["reason"]
     assert_ends_with_a_safe_stop(audit)
 
@@ -1235,11 +1192,11 @@ def lost_connection(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict
     audit = tmp_path_factory.mktemp("lost") / "audit.jsonl"
     with ChatServer([response], chunk_delay=0.05, fault=Fault(drop_after=second_call + 30)) as server:
         env = cli_env(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="test-key-for-the-local-server")
-        proc = popen_run(str(ASSISTANT), "--llm", "chat", "--say", "go to the bedroom and tell me a story",
+        proc = popen_cli("run", str(ASSISTANT), "--llm", "chat", "--say", "go to the bedroom and tell me a story",
                          "--audit", str(audit), "--json", "--time-scale", "1", env=env)
         code, out, err = finish(proc, timeout=60)
         assert len(server.exchanges) == 1 and server.exchanges[0].frames_sent == second_call + 30
-    return code, last_json_object(out), assert_ends_with_a_safe_stop(audit), err
+    return code, one_json_object(out), assert_ends_with_a_safe_stop(audit), err
 
 
 def test_model_connection_lost_mid_plan_stops_safely(
@@ -1291,11 +1248,11 @@ def test_model_stalls_mid_plan_ask_fails_and_the_robot_stops(tmp_path: Path) -> 
         "responses": [{"tool_calls": [{"name": "navigate", "arguments": '{"target": "bedroom"}'},
                                       {"name": "say", "arguments": json.dumps({"text": LONG_TEXT})}]}],
     }, width=10**9), encoding="utf-8")
-    proc = popen_run(str(tree), "--llm", f"scripted:{script}", "--say", "go to the bedroom and tell me a story",
+    proc = popen_cli("run", str(tree), "--llm", f"scripted:{script}", "--say", "go to the bedroom and tell me a story",
                      "--audit", str(audit), "--json", "--time-scale", "1")
     code, out, err = finish(proc)
     assert code == 1, err[-1500:]
-    result = last_json_object(out)
+    result = one_json_object(out)
     assert result["status"] == "FAILURE" and "within 1.5 s" in result["reason"], result["reason"]
     assert_ends_with_a_safe_stop(audit)
 
@@ -1305,7 +1262,7 @@ def test_estop_file_mid_navigation_stops_and_nothing_more_is_sent(tmp_path: Path
     script, audit, estop = tmp_path / "two.yaml", tmp_path / "audit.jsonl", tmp_path / "estop"
     script.write_text(BEDROOM + "  - tool_calls:\n      - {name: navigate, arguments: '{\"target\": \"kitchen\"}'}\n",
                       encoding="utf-8")
-    proc = popen_run(str(ASSISTANT), "--llm", f"scripted:{script}", "--say", "go to the bedroom",
+    proc = popen_cli("run", str(ASSISTANT), "--llm", f"scripted:{script}", "--say", "go to the bedroom",
                      "--say", "then the kitchen", "--audit", str(audit), "--json", "--time-scale", "1",
                      "--estop-file", str(estop))
     wait_for(lambda: audited(audit, "command", "navigate"), proc, 30, "the navigate command")
@@ -1320,7 +1277,7 @@ def test_estop_file_mid_navigation_stops_and_nothing_more_is_sent(tmp_path: Path
     commands = [e for e in events if e["kind"] == "command"]
     assert [c["args"]["target"] for c in commands] == ["bedroom"], "a command was sent while the e-stop was pressed"
     assert code == 0, err[-1500:]
-    result = last_json_object(out)
+    result = one_json_object(out)
     assert result["status"] == "SUCCESS" and result["trips"]
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import signal
 import subprocess
@@ -14,14 +12,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # tests.helpers, as the other tests import it
+    sys.path.insert(0, str(ROOT))
+
+from tests.helpers.cli import cli_argv, cli_env, one_json_object, read_audit, run_cli  # noqa: E402
 
 
 @pytest.fixture
 def endpoint() -> Iterator[str]:
     """A paced local Realtime endpoint answered by the embedded planner; yields OPENAI_BASE_URL."""
-    env = {**os.environ, "SERVE_KEY": "local-test-key"}
-    server = subprocess.Popen([sys.executable, "-m", "vla_bt", "serve-realtime", "--port", "0", "--pace", "0.2,40",
-                               "--api-key-env", "SERVE_KEY"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    argv = cli_argv("serve-realtime", "--port", "0", "--pace", "0.2,40", "--api-key-env", "SERVE_KEY")
+    server = subprocess.Popen(argv, cwd=ROOT, env=cli_env(SERVE_KEY="local-test-key"), stderr=subprocess.PIPE,
+                              text=True)
     try:
         assert server.stderr is not None
         line = server.stderr.readline()
@@ -37,10 +39,9 @@ def endpoint() -> Iterator[str]:
 
 
 def run(base_url: str, key: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": key}
-    return subprocess.run([sys.executable, "-m", "vla_bt", "run", "trees/assistant.yaml", "--llm", "realtime",
-                           "--time-scale", "50", "--json", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    """``vla-bt run trees/assistant.yaml --llm realtime --json ARGS`` against the endpoint at ``base_url``."""
+    return run_cli("run", "trees/assistant.yaml", "--llm", "realtime", "--time-scale", "50", "--json", *args,
+                   env=cli_env(OPENAI_BASE_URL=base_url, OPENAI_API_KEY=key), timeout=120)
 
 
 def test_a_two_step_instruction_through_the_realtime_protocol(endpoint: str, tmp_path: Path) -> None:
@@ -48,18 +49,17 @@ def test_a_two_step_instruction_through_the_realtime_protocol(endpoint: str, tmp
     result = run(endpoint, "local-test-key", "--say", "go to the kitchen and then pick up the red cup",
                  "--audit", str(audit))
     assert result.returncode == 0, result.stderr
-    data = json.loads(result.stdout)
+    data = one_json_object(result.stdout)
     assert data["status"] == "SUCCESS", data["reason"]
     assert [(c["skill"], c["args"].get("target") or c["args"].get("object")) for c in data["commands"]] == [
         ("navigate", "kitchen"), ("grasp", "cup_red")]
-    lines = [json.loads(line) for line in audit.read_text().splitlines()]
-    assert [e["kind"] for e in lines] == ["command", "command"]
+    assert [e["kind"] for e in read_audit(audit)] == ["command", "command"]
 
 
 def test_a_wrong_key_fails_clearly_without_showing_it(endpoint: str) -> None:
     result = run(endpoint, "sk-wrong-secret-key-123456", "--say", "go to the kitchen")
     assert result.returncode == 0, result.stderr  # the assistant reports the failed turn and goes on
-    data = json.loads(result.stdout)
+    data = one_json_object(result.stdout)
     assert data["commands"] == []
     assert "sk-wrong-secret-key-123456" not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,27 +13,26 @@ from vla_bt.session_file import SessionFile
 from vla_bt.tree.diagnostics import TreeError
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # tests.helpers, as the other tests import it
+    sys.path.insert(0, str(ROOT))
 
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vla_bt", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+from tests.helpers.cli import one_json_object, run_cli  # noqa: E402
 
 
 def test_a_second_run_continues_the_conversation_of_the_first(tmp_path: Path) -> None:
     session = tmp_path / "session.json"
-    first = run("run", "trees/assistant.yaml", "--say", "go to the kitchen", "--session", str(session),
-                "--time-scale", "50", "--json")
+    first = run_cli("run", "trees/assistant.yaml", "--say", "go to the kitchen", "--session", str(session),
+                    "--time-scale", "50", "--json", timeout=120)
     assert first.returncode == 0, first.stderr
     saved = json.loads(session.read_text())
     assert [t["text"] for t in saved["history"]] == ["Hello! What can I do for you?", "go to the kitchen",
                                                      "I'll go to the kitchen."]
     assert saved["context"]["last_place"] == "kitchen"
 
-    second = run("run", "trees/assistant.yaml", "--say", "go to the bedroom", "--session", str(session),
-                 "--time-scale", "50", "--json")
+    second = run_cli("run", "trees/assistant.yaml", "--say", "go to the bedroom", "--session", str(session),
+                     "--time-scale", "50", "--json", timeout=120)
     assert second.returncode == 0, second.stderr
-    dialogue = [t["text"] for t in json.loads(second.stdout)["dialogue"]]
+    dialogue = [t["text"] for t in one_json_object(second.stdout)["dialogue"]]
     assert dialogue[:2] == ["Hello! What can I do for you?", "go to the kitchen"]
     assert dialogue[-2:] == ["go to the bedroom", "I'll go to the bedroom."]
     assert json.loads(session.read_text())["context"]["last_place"] == "bedroom"
@@ -43,7 +41,7 @@ def test_a_second_run_continues_the_conversation_of_the_first(tmp_path: Path) ->
 def test_a_broken_session_file_is_bad_input_and_left_untouched(tmp_path: Path) -> None:
     session = tmp_path / "session.json"
     session.write_text("{not json")
-    result = run("run", "trees/hello.yaml", "--say", "hi", "--session", str(session))
+    result = run_cli("run", "trees/hello.yaml", "--say", "hi", "--session", str(session), timeout=120)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert f"{session}:1:1: cannot read the session" in result.stderr

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from vla_bt.robot.geometry import find_path, path_length, plan_path, point_problem, zones_crossed
 from vla_bt.robot.protocol import ActionHandle, ActionState, Pose, Robot
-from vla_bt.robot.sim import SimAction, SimRobot, find_path, path_length, plan_path, point_problem
+from vla_bt.robot.sim import SimAction, SimRobot
 from vla_bt.robot.world import World, inside, load_world
 
 WORLD_FILE = Path(__file__).resolve().parent.parent / "config" / "world.yaml"
@@ -192,6 +193,8 @@ def test_a_blocked_workspace_has_no_path_and_says_which_zone(tmp_path: Path) -> 
           - {name: wall, polygon: [[4, -1], [5, -1], [5, 5], [4, 5]]}
     """)
     assert plan_path(world, (1.0, 2.0), (8.0, 2.0)) is None
+    assert zones_crossed(world, (1.0, 2.0), (8.0, 2.0)) == ["wall"]
+    assert zones_crossed(world, (1.0, 2.0), (3.0, 2.0)) == []
     handle = SimRobot(world).navigate((8.0, 2.0, 0.0))
     assert (handle.state, handle.message) == (ActionState.FAILED, "no path around 'wall'")
 

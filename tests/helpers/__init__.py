@@ -1,1 +1,4 @@
-"""Small behaviours and utterance sources used by the tests (importable as ``tests.helpers``)."""
+"""Small behaviours, utterance sources and the command line in a subprocess (``cli``), used by the tests.
+
+Importable as ``tests.helpers`` once the repository root is on ``sys.path``.
+"""

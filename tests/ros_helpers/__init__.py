@@ -4,7 +4,8 @@
 LOCALHOST discovery that ``conftest.py`` sets, so processes of different
 tests never meet. ``Proc`` runs a command and collects its output lines;
 ``Probe`` is a ROS participant the test drives (``probe.py``); ``SimNodeProc``
-starts ``vla-bt sim-node`` and reads its event log.
+starts ``vla-bt sim-node`` and reads its event log. ``helper_proc`` starts
+one of the scripts next to this file; ``json_lines`` reads what it printed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 HELPERS = Path(__file__).resolve().parent
+STRING = "std_msgs/msg/String"
 _used_domains: set[int] = set()
 _interfaces: list[str] = []
 
@@ -127,6 +129,27 @@ class Proc:
 def vla_ros(*args: str, env: dict[str, str], config: str | None = None) -> Proc:
     """``vla-bt [--config DIR] ros …`` (as ``python -m vla_bt.ros [--config DIR] ros …``)."""
     return Proc([sys.executable, "-m", "vla_bt.ros", *(["--config", config] if config else []), "ros", *args], env)
+
+
+def helper_proc(script: str, *args: str, env: dict[str, str], stdin: bool = False) -> Proc:
+    """Start a script of this folder (``peer.py``, ``robot_script.py``, ``run_ros2.py`` …).
+
+    Args:
+        script: its file name
+        *args: its arguments
+        env: the ROS environment
+        stdin: pipe standard input (for ``send``)
+
+    Returns:
+        the running script
+    """
+    return Proc([sys.executable, str(HELPERS / script), *args], env, stdin=stdin)
+
+
+def json_lines(process: Proc, kind: str | None = None) -> list[dict[str, Any]]:
+    """A process's output lines read as JSON objects; with ``kind``, only the records of that kind."""
+    records = [json.loads(line) for line in process.lines]
+    return [r for r in records if kind is None or r["kind"] == kind]
 
 
 class SimNodeProc(Proc):

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from vla_bt import blackboard as keys
+from vla_bt.robot.geometry import find_path, point_problem, zones_crossed
 from vla_bt.robot.protocol import Command
 from vla_bt.robot.world import World
 from vla_bt.tree.diagnostics import Diagnostic, TreeError
@@ -110,16 +111,13 @@ class PlanValidator:
     def targets(self, command: Command) -> str | None:
         if command.skill not in ("navigate", "place"):
             return None
-        from vla_bt.robot.sim import find_path, point_problem, segment_hits
-
         goal = command.args["pose"]
         problem = point_problem(self.world, goal)
         if problem or command.skill == "place":
             return problem or None
         start = self.read(keys.ROBOT_POSE) or self.world.robot.pose
         if self.policy.path_check == "straight":
-            a, b = (float(start[0]), float(start[1])), (float(goal[0]), float(goal[1]))
-            crossed = [z.name for z in self.world.no_go if segment_hits(a, b, z.polygon)]
+            crossed = zones_crossed(self.world, start, goal)
             return f"the straight path crosses no-go zone '{crossed[0]}'" if crossed else None
         path, reason = find_path(self.world, start, goal)
         return None if path is not None else reason

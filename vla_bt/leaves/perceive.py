@@ -22,8 +22,8 @@ from vla_bt.perception.catalogue import Catalogue
 from vla_bt.perception.memory import ObjectMemory
 from vla_bt.perception.source import CameraPerception
 from vla_bt.robot.gate import CommandGate, CommandRefusedError
+from vla_bt.robot.geometry import find_path, point_problem
 from vla_bt.robot.protocol import ActionHandle, ActionState, Pose
-from vla_bt.robot.sim import find_path, point_problem
 from vla_bt.tree.declared import Param, ParamUnavailableError
 
 from .skills import REFERENCE, SCENE_KEYS, SceneAware

@@ -6,10 +6,9 @@ on a checked world file (DESIGN §7). Units are metres and radians (REP 103).
 * The base is differential-drive-like: it turns in place towards the next
   waypoint at ``TURN_RATE``, drives straight at ``min(speed, max_speed)``,
   and finally turns in place to the requested heading.
-* Paths stay inside the workspace polygon and never touch a no-go polygon:
-  a visibility graph over slightly inflated polygon vertices, searched with
-  Dijkstra (``find_path`` / ``plan_path``, pure functions other components
-  call to check a path before a command is sent).
+* Paths stay inside the workspace polygon and never touch a no-go polygon
+  (``vla_bt.robot.geometry.find_path``, which other components call to check
+  a path before a command is sent).
 * Time only moves in ``step()`` / ``advance()``, in fixed ``dt`` increments,
   so the same commands at the same simulated times give the same states.
 * Exactly one action runs at a time: a new accepted command preempts the
@@ -27,8 +26,6 @@ Example:
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import math
 import random
 import threading
@@ -37,133 +34,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from vla_bt.robot.geometry import EPS, find_path, format_xy, point_problem
 from vla_bt.robot.protocol import ActionState, Perception, Pose, RobotState
-from vla_bt.robot.world import Point, World, WorldObject, inside
-
-CLEARANCE = 0.1
-"""How far (m) path waypoints keep from no-go corners and from the workspace's corners."""
-
-_EPS = 1e-9
+from vla_bt.robot.world import Point, World, WorldObject
 
 # ---------------------------------------------------------------------------
-# Geometry
+# Helpers
 # ---------------------------------------------------------------------------
-
-
-def _cross(ax: float, ay: float, bx: float, by: float) -> float:
-    return ax * by - ay * bx
-
-
-def _point_on_segment(p: Point, q1: Point, q2: Point) -> bool:
-    dx, dy = q2[0] - q1[0], q2[1] - q1[1]
-    if abs(_cross(dx, dy, p[0] - q1[0], p[1] - q1[1])) > _EPS:
-        return False
-    return (min(q1[0], q2[0]) - _EPS <= p[0] <= max(q1[0], q2[0]) + _EPS
-            and min(q1[1], q2[1]) - _EPS <= p[1] <= max(q1[1], q2[1]) + _EPS)
-
-
-def _meets(a: Point, b: Point, q1: Point, q2: Point) -> list[float]:
-    """Where segment a→b meets segment q1→q2, as parameters t ∈ [0, 1] along a→b (empty: nowhere)."""
-    dx, dy = b[0] - a[0], b[1] - a[1]
-    length2 = dx * dx + dy * dy
-    if length2 < _EPS * _EPS:
-        return [0.0] if _point_on_segment(a, q1, q2) else []
-    ex, ey = q2[0] - q1[0], q2[1] - q1[1]
-    wx, wy = q1[0] - a[0], q1[1] - a[1]
-    denom = _cross(dx, dy, ex, ey)
-    if abs(denom) > _EPS:
-        t, u = _cross(wx, wy, ex, ey) / denom, _cross(wx, wy, dx, dy) / denom
-        return [min(max(t, 0.0), 1.0)] if -_EPS <= t <= 1 + _EPS and -_EPS <= u <= 1 + _EPS else []
-    if abs(_cross(dx, dy, wx, wy)) > _EPS * math.sqrt(length2):
-        return []  # parallel, apart
-    # Collinear: the overlap of the two parameter intervals, if any.
-    t1 = (wx * dx + wy * dy) / length2
-    t2 = ((q2[0] - a[0]) * dx + (q2[1] - a[1]) * dy) / length2
-    low, high = max(0.0, min(t1, t2)), min(1.0, max(t1, t2))
-    return [low, high] if low <= high + _EPS else []
-
-
-def _edges(polygon: Sequence[Point]) -> list[tuple[Point, Point]]:
-    return [(polygon[i - 1], polygon[i]) for i in range(len(polygon))]
-
-
-def segment_hits(a: Point, b: Point, polygon: Sequence[Point]) -> bool:
-    """Whether segment a→b enters or touches a polygon (edges included).
-
-    Args:
-        a: start of the segment
-        b: end of the segment
-        polygon: the polygon's vertices
-
-    Returns:
-        True when any point of the segment lies inside or on the polygon
-    """
-    if inside(a, polygon) or inside(b, polygon):
-        return True
-    # With both ends outside, the segment can only reach the polygon across its boundary.
-    return any(_meets(a, b, q1, q2) for q1, q2 in _edges(polygon))
-
-
-def segment_within(a: Point, b: Point, polygon: Sequence[Point]) -> bool:
-    """Whether every point of segment a→b lies inside a polygon or on its edge.
-
-    Args:
-        a: start of the segment
-        b: end of the segment
-        polygon: the polygon's vertices (need not be convex)
-
-    Returns:
-        True when the segment never leaves the polygon
-    """
-    if not (inside(a, polygon) and inside(b, polygon)):
-        return False
-    # Split the segment wherever it meets the boundary; each piece is then wholly in or out.
-    cuts = sorted({0.0, 1.0, *(t for q1, q2 in _edges(polygon) for t in _meets(a, b, q1, q2))})
-    return all(inside(_lerp(a, b, (t0 + t1) / 2), polygon) for t0, t1 in itertools.pairwise(cuts) if t1 - t0 > _EPS)
-
-
-def _lerp(a: Point, b: Point, t: float) -> Point:
-    return (a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t)
-
-
-def _signed_area(polygon: Sequence[Point]) -> float:
-    return sum(_cross(q1[0], q1[1], q2[0], q2[1]) for q1, q2 in _edges(polygon)) / 2
-
-
-def _outward_normal(a: Point, b: Point, orientation: float) -> Point | None:
-    dx, dy = b[0] - a[0], b[1] - a[1]
-    length = math.hypot(dx, dy)
-    if length < _EPS:
-        return None
-    # For a counter-clockwise polygon the interior is on the left of each edge, so outward is the right.
-    return (orientation * dy / length, -orientation * dx / length)
-
-
-def offset_vertices(polygon: Sequence[Point], distance: float) -> list[Point]:
-    """Each vertex moved ``distance`` outward (negative: inward), keeping that distance from both its edges.
-
-    Args:
-        polygon: the polygon's vertices, in either orientation
-        distance: metres; positive moves out of the polygon, negative into it
-
-    Returns:
-        the moved vertices (degenerate vertices are skipped)
-    """
-    orientation = 1.0 if _signed_area(polygon) > 0 else -1.0
-    moved = []
-    for i, vertex in enumerate(polygon):
-        n1 = _outward_normal(polygon[i - 1], vertex, orientation)
-        n2 = _outward_normal(vertex, polygon[(i + 1) % len(polygon)], orientation)
-        if n1 is None or n2 is None:
-            continue
-        # The miter point; capped for needle-sharp corners, whose miter would shoot far away.
-        scale = distance / max(1.0 + n1[0] * n2[0] + n1[1] * n2[1], 0.25)
-        moved.append((vertex[0] + (n1[0] + n2[0]) * scale, vertex[1] + (n1[1] + n2[1]) * scale))
-    return moved
-
-
-def _xy(point: Sequence[float]) -> str:
-    return f"({float(point[0]):g}, {float(point[1]):g})"
 
 
 def _metres(distance: float, limit: float) -> str:
@@ -173,119 +50,6 @@ def _metres(distance: float, limit: float) -> str:
         if float(text) > limit:
             return text
     return f"{distance:g}"
-
-
-# ---------------------------------------------------------------------------
-# Path planning
-# ---------------------------------------------------------------------------
-
-
-def point_problem(world: World, point: Sequence[float], label: str = "target") -> str:
-    """Why a point is not a place the robot may be, or "" when it may.
-
-    Args:
-        world: the world with its workspace and no-go zones
-        point: x, y (further items are ignored)
-        label: how the message names the point ("target", "start")
-
-    Returns:
-        e.g. "target (6.5, 0.5) is inside no-go zone 'stairs'", or ""
-    """
-    xy = (float(point[0]), float(point[1]))
-    if world.workspace and not inside(xy, world.workspace):
-        return f"{label} {_xy(xy)} is outside the workspace"
-    for zone in world.no_go:
-        if inside(xy, zone.polygon):
-            return f"{label} {_xy(xy)} is inside no-go zone '{zone.name}'"
-    return ""
-
-
-def _free(world: World, a: Point, b: Point) -> bool:
-    if world.workspace and not segment_within(a, b, world.workspace):
-        return False
-    return not any(segment_hits(a, b, zone.polygon) for zone in world.no_go)
-
-
-def _waypoints(world: World, clearance: float) -> list[Point]:
-    """Candidate corners of shortest paths: no-go vertices pushed out, workspace vertices pushed in."""
-    candidates = [p for zone in world.no_go for p in offset_vertices(zone.polygon, clearance)]
-    if world.workspace:
-        candidates += offset_vertices(world.workspace, -clearance)
-    return [p for p in candidates if not point_problem(world, p)]
-
-
-def _shortest(world: World, nodes: list[Point]) -> list[Point] | None:
-    """Dijkstra from nodes[0] to nodes[1]; edges are checked for visibility only when they could improve."""
-    best = {0: 0.0}
-    previous: dict[int, int] = {}
-    queue = [(0.0, 0)]
-    settled: set[int] = set()
-    while queue:
-        cost, i = heapq.heappop(queue)
-        if i in settled:
-            continue
-        if i == 1:
-            path = [nodes[1]]
-            while i in previous:
-                i = previous[i]
-                path.append(nodes[i])
-            return path[::-1]
-        settled.add(i)
-        for j, node in enumerate(nodes):
-            if j in settled:
-                continue
-            candidate = cost + math.dist(nodes[i], node)
-            if candidate < best.get(j, math.inf) - _EPS and _free(world, nodes[i], node):
-                best[j], previous[j] = candidate, i
-                heapq.heappush(queue, (candidate, j))
-    return None
-
-
-def find_path(world: World, start: Sequence[float], goal: Sequence[float],
-              clearance: float = CLEARANCE) -> tuple[list[Point] | None, str]:
-    """The shortest path from start to goal inside the workspace and clear of every no-go zone, or why not.
-
-    Args:
-        world: the world with its workspace and no-go zones
-        start: x, y (a pose's theta is ignored)
-        goal: x, y (a pose's theta is ignored)
-        clearance: metres kept from no-go corners where the path turns
-
-    Returns:
-        (path, "") with the path's points from start to goal, or (None, reason)
-    """
-    a, b = (float(start[0]), float(start[1])), (float(goal[0]), float(goal[1]))
-    problem = point_problem(world, a, "start") or point_problem(world, b, "target")
-    if problem:
-        return None, problem
-    if _free(world, a, b):
-        return [a, b], ""
-    path = _shortest(world, [a, b, *_waypoints(world, clearance)])
-    if path is not None:
-        return path, ""
-    blockers = [f"'{zone.name}'" for zone in world.no_go if segment_hits(a, b, zone.polygon)]
-    if blockers:
-        return None, "no path around " + ", ".join(blockers)
-    return None, f"no path to {_xy(b)} inside the workspace"
-
-
-def plan_path(world: World, start: Sequence[float], goal: Sequence[float]) -> list[Point] | None:
-    """The path the simulator would drive from start to goal, or None when there is none.
-
-    Args:
-        world: the world with its workspace and no-go zones
-        start: x, y (a pose's theta is ignored)
-        goal: x, y (a pose's theta is ignored)
-
-    Returns:
-        the path's points from start to goal, or None (``find_path`` says why)
-    """
-    return find_path(world, start, goal)[0]
-
-
-def path_length(path: Sequence[Point]) -> float:
-    """Total length of a polyline in metres."""
-    return sum(math.dist(p, q) for p, q in itertools.pairwise(path))
 
 
 def _wrap(angle: float) -> float:
@@ -386,7 +150,7 @@ class Navigation(SimAction):
         self._turn_rate = robot.TURN_RATE
         self._phases = self._plan_phases(robot.pose, goal, path)
         duration = sum(self._phase_time(kind, value, start) for kind, value, start in self._phases)
-        super().__init__(robot, "navigate", duration, f"navigating to {_xy(goal)}")
+        super().__init__(robot, "navigate", duration, f"navigating to {format_xy(goal)}")
 
     @staticmethod
     def _plan_phases(pose: Pose, goal: Pose, path: list[Point]) -> list[tuple[str, Any, Any]]:
@@ -394,10 +158,10 @@ class Navigation(SimAction):
         phases: list[tuple[str, Any, Any]] = []
         heading, here = pose[2], path[0]
         for point in path[1:]:
-            if math.dist(here, point) <= _EPS:
+            if math.dist(here, point) <= EPS:
                 continue
             direction = math.atan2(point[1] - here[1], point[0] - here[0])
-            if abs(_wrap(direction - heading)) > _EPS:
+            if abs(_wrap(direction - heading)) > EPS:
                 phases.append(("turn", direction, heading))
             phases.append(("drive", point, here))
             heading, here = direction, point
@@ -419,8 +183,8 @@ class Navigation(SimAction):
             x, y, theta = robot._pose
             left = abs(_wrap(value - theta)) if turning else math.dist((x, y), value)
             # Phases with nothing left (the final heading already right) end in this tick, not the next.
-            if left > _EPS:
-                if budget - spent <= _EPS:
+            if left > EPS:
+                if budget - spent <= EPS:
                     break
                 if robot._battery <= 0.0:
                     self._end(ActionState.FAILED, "battery empty", now + spent)
@@ -431,13 +195,13 @@ class Navigation(SimAction):
             if finished:
                 self._phases.pop(0)
         if not self._phases:
-            self._end(ActionState.SUCCEEDED, f"reached {_xy(self.goal)}", now + spent)
+            self._end(ActionState.SUCCEEDED, f"reached {format_xy(self.goal)}", now + spent)
 
     def _turn(self, heading: float, budget: float) -> tuple[float, bool]:
         x, y, theta = self._robot._pose
         diff = _wrap(heading - theta)
         step = min(abs(diff), self._turn_rate * budget)
-        if abs(diff) - step <= _EPS:
+        if abs(diff) - step <= EPS:
             self._robot._pose = (x, y, heading)
             return abs(diff) / self._turn_rate, True
         self._robot._pose = (x, y, _wrap(theta + math.copysign(step, diff)))
@@ -454,7 +218,7 @@ class Navigation(SimAction):
             step, robot._battery = affordable, 0.0  # exactly empty, so no rounding crumbs keep it driving
         else:
             robot._battery -= step * robot.DRAIN_PER_METRE
-        if remaining - step <= _EPS:
+        if remaining - step <= EPS:
             robot._pose = (point[0], point[1], theta)
             return remaining / self.speed, True
         t = step / remaining
@@ -479,7 +243,7 @@ class Manipulation(SimAction):
     def _run(self, now: float, budget: float) -> None:
         used = min(budget, self._duration - self._elapsed)
         self._elapsed += used
-        if self._duration - self._elapsed <= _EPS:
+        if self._duration - self._elapsed <= EPS:
             ok, message = self._finish()
             self._end(ActionState.SUCCEEDED if ok else ActionState.FAILED, message, now + used)
 
@@ -588,7 +352,7 @@ class SimRobot:
             self._run_to_target()
 
     def _run_to_target(self) -> None:
-        while (self._ticks + 1) * self.dt <= self._target + _EPS:
+        while (self._ticks + 1) * self.dt <= self._target + EPS:
             self._tick()
 
     def _tick(self) -> None:
@@ -663,7 +427,7 @@ class SimRobot:
             problem = self._place_problem(target)
             if problem:
                 return self._refuse("place", problem)
-            return self._begin(Manipulation(self, "place", f"placing {self._holding} at {_xy(target)}",
+            return self._begin(Manipulation(self, "place", f"placing {self._holding} at {format_xy(target)}",
                                             lambda: self._finish_place(target)))
 
     def hand_over(self, human_id: str) -> SimAction:
@@ -747,7 +511,7 @@ class SimRobot:
             return problem
         distance = self._distance(target)
         if distance > self.REACH:
-            return f"target {_xy(target)} is {_metres(distance, self.REACH)} m away (reach {self.REACH:g} m)"
+            return f"target {format_xy(target)} is {_metres(distance, self.REACH)} m away (reach {self.REACH:g} m)"
         return ""
 
     def _hand_over_problem(self, human_id: str) -> str:
@@ -774,7 +538,7 @@ class SimRobot:
         assert held is not None
         self._objects[held] = replace(self._objects[held], pose=target, at=None)
         self._holding = None
-        return True, f"placed {held} at {_xy(target)}"
+        return True, f"placed {held} at {format_xy(target)}"
 
     def _finish_hand_over(self, human_id: str) -> tuple[bool, str]:
         # People move during the hand-over (scenarios, hazards): check they are still there to take it.
