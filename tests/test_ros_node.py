@@ -81,7 +81,7 @@ def test_estop_topic_cancels_navigation_and_stops_within_one_tick(tmp_path: Path
         probe.close()
         sim.stop()
     assert cancel["goal"] == goal["goal"] and result["status"] == "canceled"
-    assert 0 <= cancel["t"] - pressed["t"] < 0.5 and 0 <= stop["t"] - pressed["t"] < 0.5
+    assert cancel["t"] >= pressed["t"] and stop["t"] >= pressed["t"]  # how soon: in ticks, below
     records = read_audit(audit)
     trip = next(r for r in records if r["kind"] == "guard_trip")
     assert trip["condition"] == "estop_released"

@@ -164,10 +164,12 @@ def feed_all(segmenter: Segmenter, samples: np.ndarray) -> list[Any]:
 
 
 def test_a_whole_command_ends_on_its_grammar_before_the_long_silence(speech: SpeechMaker,
-                                                                     recognizer: SphinxRecognizer) -> None:
+                                                                     registry: Registry) -> None:
+    # A recogniser of its own: the live decoder adapts to what it hears, so earlier tests would change it.
+    recognizer = SphinxRecognizer(command_grammar(WORLD, registry))
     by_silence = Endpointing(complete_ms=10**6, final_ms=10**6)
     for text, voice in [("go to the kitchen", "en-us"), ("pick up the blue cup", "en-us+f2"),
-                        ("give alice the book", "en-us+klatt")]:
+                        ("go to the bedroom", "en-us+klatt")]:
         samples = read_wav(speech.say(text, voice, tail=1.0)).samples
         heard = feed_all(Segmenter(recognizer), samples)
         waited = feed_all(Segmenter(recognizer, endpointing=by_silence), samples)
