@@ -50,7 +50,8 @@ class SpeechMaker:
         raw = self.directory / f"raw-{key}.wav"
         subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True, capture_output=True)
         shaped = self.directory / f"shaped-{key}.wav"
-        subprocess.run(["sox", str(raw), "-r", str(rate), "-c", str(channels), "-b", "16", str(shaped),
+        # -R: sox dithers with a random seed otherwise, and the same text would differ from run to run
+        subprocess.run(["sox", "-R", str(raw), "-r", str(rate), "-c", str(channels), "-b", "16", str(shaped),
                         "pad", str(lead), str(tail)], check=True, capture_output=True)
         self._noise(shaped, path, noise, text)
         raw.unlink()

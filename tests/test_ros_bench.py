@@ -63,7 +63,8 @@ def test_round_trip_is_measured_against_the_sim_node_in_another_process() -> Non
     assert (figure.key, figure.unit) == ("ros_round_trip_ms", "ms")
     assert isinstance(figure.value, float) and math.isfinite(figure.value) and figure.value > 0
     detail = figure.detail
-    assert detail["trials"] == bench.QUICK_TRIALS
+    # every planned trial, unless a badly overloaded machine ran out of the time budget (which the note says)
+    assert detail["trials"] == bench.QUICK_TRIALS or (detail["trials"] >= 10 and "stopped after" in figure.note)
     assert detail["p95_ms"] >= round(figure.value, 3)
     assert detail["unanswered"] == 0, "every goal response, feedback and stop event came back"
     for name in ("feedback", "stop_ack"):

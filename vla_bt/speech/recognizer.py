@@ -385,6 +385,7 @@ class SphinxRecognizer:
         with self._lock:
             started = time.perf_counter()
             decoder = prepared.decoder
+            decoder.reinit_feat()  # its noise estimate carries over between utterances otherwise
             decoder.start_utt()
             decoder.process_raw(data, full_utt=True)
             decoder.end_utt()
@@ -442,6 +443,7 @@ class SphinxStream:
         held, self._held = np.concatenate(self._held or [np.zeros(0, np.float32)]), None
         if len(held) >= SAMPLE_RATE // 10:
             batch = self._prepared.decoder
+            batch.reinit_feat()
             batch.start_utt()
             batch.process_raw(to_pcm16(held), full_utt=True)
             batch.end_utt()
