@@ -209,7 +209,8 @@ def test_done_with_different_arguments_is_refused_and_not_executed_twice() -> No
     feed = parse_and_execute()
     feed(started("c1", "navigate"), *deltas("c1", KITCHEN))
     assert feed.commands() == [("navigate", "s1")]
-    feed(done("c1", "navigate", '{"target": "dock"}'))
+    # the running step is stopped and the plan fails in this same tick (tests/test_execute_rejection.py)
+    assert feed(done("c1", "navigate", '{"target": "dock"}')) == Status.FAILURE
     assert feed.steps() == [step("s1", "navigate", target="kitchen")]  # no second step
     [rejected] = feed.rejected()
     assert rejected["skill"] == "navigate" and rejected["args"] == {"target": "dock"}
@@ -217,14 +218,18 @@ def test_done_with_different_arguments_is_refused_and_not_executed_twice() -> No
     assert rejected["step"] == "s1" and "s1" in rejected["reason"]
     assert keys.read(keys.PLAN_REJECTED) == rejected["reason"]
     assert feed.outputs()["c1"]["status"] == "rejected"  # the earlier "accepted" is replaced
-    # the rest of the plan is refused, and the plan ends in failure with the reason told
-    feed(started("c2", "grasp"), *deltas("c2", RED_CUP), done("c2", "grasp", RED_CUP), ResponseDone())
-    assert feed.run_out() == Status.FAILURE
-    assert feed.commands() == [("navigate", "s1")]
-    assert [r["skill"] for r in feed.rejected()] == ["navigate", "grasp"]
-    assert feed.rejected()[1]["reason"].startswith("not carried out")
+    assert feed.commands() == [("navigate", "s1"), ("stop", "s1")]
     said = [t["text"] for t in keys.read(keys.DIALOGUE_HISTORY) if t["role"] == "robot"]
     assert any("protocol violation" in text for text in said), said
+
+
+def test_calls_after_a_contradicted_one_are_refused() -> None:
+    feed = parse_only()
+    feed(started("c1", "navigate"), *deltas("c1", KITCHEN), done("c1", "navigate", '{"target": "dock"}'))
+    feed(started("c2", "grasp"), *deltas("c2", RED_CUP), done("c2", "grasp", RED_CUP), ResponseDone())
+    assert feed.steps() == [step("s1", "navigate", target="kitchen")]
+    assert [r["skill"] for r in feed.rejected()] == ["navigate", "grasp"]
+    assert feed.rejected()[1]["reason"].startswith("not carried out")
 
 
 def test_done_with_a_different_tool_name_is_refused() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import py_trees
 
 from vla_bt import blackboard as keys
 from vla_bt.blackboard import Step
+from vla_bt.robot.gate import CommandGate
 from vla_bt.tree.declared import Declared, Param
 from vla_bt.tree.registry import NodeSpec, Registry
 
@@ -17,6 +19,8 @@ from .perceive import Search
 from .skills import OBJECT_STANDOFF_M
 
 Status = py_trees.common.Status
+OVERTURNED_STEP = re.compile(r"\(step (\S+) was already accepted\)$")
+"""How ``ParseIntent`` ends the reason of a refusal that overturns a step it had already accepted."""
 
 
 class ExecutePlan(Declared, py_trees.composites.Composite):
@@ -32,14 +36,41 @@ class ExecutePlan(Declared, py_trees.composites.Composite):
     In YAML it is written as a leaf (``{type: ExecutePlan}``): its children
     come from the plan, and show in the live view as they are added.
 
+    A refusal (``/plan/rejected``, set by ``ParseIntent``) ends the plan at
+    the refused call; it is read at every tick, before any child is ticked:
+
+    * A call refused before it became a step (a reason without a step id):
+      the steps accepted before it run to their end, as if the plan ended
+      there; once ``/plan/done`` is set, FAILURE ("I could not do all of it: …").
+    * A step overturned after it was accepted (the reason ends
+      "(step sN was already accepted)", e.g. a done event that contradicts the
+      streamed arguments): the plan ends before sN. Steps before sN run as
+      above; sN and later steps never start. If sN or a later step has already
+      started, then in the tick that reads the refusal a safe stop naming it
+      is commanded through the gate if the robot is moving, the running step
+      is halted (its ``terminate()`` cancels its action), and FAILURE is
+      returned at once ("I stopped <step>: <refusal>"; "I could not do all of
+      it: <refusal>" if no step was running), without waiting for the
+      response to end.
+    * A refusal naming a step this plan does not have concerns the plan as a
+      whole: as if it named the first step.
+
+    Pre-conditions for the same-tick reaction: ``ParseIntent`` is ticked
+    before ``ExecutePlan`` (as in the shipped trees' ``Parallel``), and the
+    skill leaves cancel their action in ``terminate()``. Post-conditions of a
+    halt: no child is RUNNING; no command was sent after the refusal was read
+    but the safe stop (audited as ``safe_stop`` with the reason and the step
+    id); the halted step's outcome on ``/llm/tool_results`` is "stopped: …".
+
     Blackboard:
         reads ``/plan/steps``, ``/plan/done``, ``/plan/rejected``;
         writes ``/dialogue/history`` (why a plan stopped) and ``/llm/tool_results`` (each step's outcome)
 
     Returns:
         RUNNING while steps run or more may come; SUCCESS when the plan is done
-        and every step succeeded; FAILURE at the first failing step, or when the
-        plan was cut short by a refused step (the user is told why)
+        and every step succeeded; FAILURE at the first failing step, when the
+        plan was cut short by a refused step, or at once when a refusal
+        overturns a step already started (the user is told why)
     """
 
     YAML_KIND = "leaf"
@@ -60,6 +91,8 @@ class ExecutePlan(Declared, py_trees.composites.Composite):
         self._setup_kwargs: dict[str, Any] = {}
         self._steps: list[Step] = []
         self._next = 0  # the first child that has not finished
+        self._reached = 0  # children ticked at least once (a halted one counts: it had started)
+        self._overturned: dict[str, str] = {}  # step id → the refusal that overturned it after it was accepted
 
     def setup(self, **kwargs: Any) -> None:
         self._setup_kwargs = dict(kwargs)
@@ -71,14 +104,20 @@ class ExecutePlan(Declared, py_trees.composites.Composite):
     def tick(self) -> Iterator[py_trees.behaviour.Behaviour]:
         if self.status != Status.RUNNING:
             self._drop_children()  # a new plan
-            self._steps, self.current_child, self._next = [], None, 0
+            self._steps, self.current_child, self._next, self._reached = [], None, 0, 0
+            self._overturned = {}
             self.initialise()
         problem = self._grow()
         if problem:
             yield from self._finish(Status.FAILURE, problem)
             return
-        while self._next < len(self.children):  # finished steps are never ticked again
+        rejected, cut = self._cut()
+        if rejected and cut < self._reached:  # the refusal overturns a step already under way
+            yield from self._abort(rejected)
+            return
+        while self._next < min(cut, len(self.children)):  # finished steps are never ticked again
             child = self.current_child = self.children[self._next]
+            self._reached = max(self._reached, self._next + 1)
             yield from child.tick()
             if child.status == Status.RUNNING:
                 self.status = Status.RUNNING
@@ -90,6 +129,40 @@ class ExecutePlan(Declared, py_trees.composites.Composite):
                 return
             self._next += 1
         yield from self._after_last_step()
+
+    def _cut(self) -> tuple[str | None, int]:
+        """Where ``/plan/rejected`` ends the plan.
+
+        Returns:
+            the refusal (or None), and the index of the first child that must not run: the first
+            child of the earliest overturned step (0 if that step is not in this plan), else
+            ``len(self.children)`` (every step accepted so far may run)
+        """
+        rejected = self._get(keys.PLAN_REJECTED)
+        if not rejected:
+            return None, len(self.children)
+        overturned = OVERTURNED_STEP.search(str(rejected))
+        if overturned is not None:  # kept: a step stays overturned even if a later refusal replaces the reason
+            self._overturned.setdefault(overturned[1], str(rejected))
+        if not self._overturned:  # a call that never became a step: the steps accepted before it stand
+            return str(rejected), len(self.children)
+        ids = [getattr(child, "step_id", None) for child in self.children]
+        cut, reason = min((ids.index(step) if step in ids else 0, why) for step, why in self._overturned.items())
+        return reason, cut
+
+    def _abort(self, rejected: str) -> Iterator[py_trees.behaviour.Behaviour]:
+        """Stop the step under way at once (a refusal overturned it or an earlier step), and fail."""
+        child = self.children[self._next] if self._next < len(self.children) else None
+        if child is None or child.status != Status.RUNNING:
+            yield from self._finish(Status.FAILURE, f"I could not do all of it: {rejected}")
+            return
+        robot: CommandGate | None = self._setup_kwargs.get("robot")
+        if robot is not None and robot.state().moving:
+            # Stop first, naming the refusal; the leaf's own cancel in terminate() is then a no-op or a second stop.
+            robot.safe_stop(f"plan refused: {rejected}", step=getattr(child, "step_id", None))
+        child.stop(Status.INVALID)  # its terminate() cancels whatever action is still running
+        self._report(child, f"stopped: {rejected}")
+        yield from self._finish(Status.FAILURE, f"I stopped {child.name}: {rejected}")
 
     def _drop_children(self) -> None:
         """Remove the previous plan's leaves, and their blackboard clients (a long session must not grow)."""
@@ -184,9 +257,16 @@ class ExecutePlan(Declared, py_trees.composites.Composite):
             raise LookupError(f"no skill leaf for the tool '{tool}'")
         return spec
 
-    def _report(self, child: py_trees.behaviour.Behaviour) -> None:
+    def _report(self, child: py_trees.behaviour.Behaviour, outcome: str | None = None) -> None:
+        """Record a step's outcome for the model's next turn.
+
+        Args:
+            child: the step's leaf (or its Search/Confirm)
+            outcome: what happened; by default "done" or "failed: …" from the child's status
+        """
         step_id = getattr(child, "step_id", None)
         results = list(self._get(keys.LLM_TOOL_RESULTS, []) or [])
-        outcome = "done" if child.status == Status.SUCCESS else f"failed: {child.feedback_message}"
+        if outcome is None:
+            outcome = "done" if child.status == Status.SUCCESS else f"failed: {child.feedback_message}"
         results.append({"step": step_id, "output": json.dumps({"step": step_id, "outcome": outcome})})
         self.blackboard.set(keys.LLM_TOOL_RESULTS, results)

@@ -406,8 +406,10 @@ class ParseIntent(SceneAware):
             args = raw[:500] + (f"... [{len(raw)} characters]" if len(raw) > 500 else "")
         self.audit.write("rejected", skill=name, args=args, reason=reason, step=step)
         self._result(call_id, {"status": "rejected", "reason": reason})
-        if self._blocked is None:
+        first = self._blocked is None
+        if first:
             self._blocked = f"an earlier step was refused ({reason})"
+        if first or step is not None:  # a step already running must be stopped, whatever was refused before
             self.blackboard.set(keys.PLAN_REJECTED, reason)
 
     def _result(self, call_id: str, output: dict[str, Any]) -> None:
