@@ -198,10 +198,14 @@ class Segmenter:
 
     def _audio(self, start: int, stop: int) -> np.ndarray:
         """The kept samples from ``start`` to ``stop`` (absolute sample numbers)."""
-        if len(self._chunks) > 1:
-            self._chunks = [np.concatenate(self._chunks)]
-        kept = self._chunks[0] if self._chunks else np.zeros(0, np.float32)
-        return kept[max(0, start - self._kept_from):max(0, stop - self._kept_from)]
+        needed, begins = [], self._fed
+        for chunk in reversed(self._chunks):  # only the newest pieces: decoding asks for the last one
+            if begins <= start:
+                break
+            begins -= len(chunk)
+            needed.append(chunk)
+        joined = np.concatenate(needed[::-1]) if needed else np.zeros(0, np.float32)
+        return joined[max(0, start - begins):max(0, stop - begins)]
 
     def _forget_old(self) -> None:
         excess = self._fed - self._kept_from - int(KEEP_SECONDS * SAMPLE_RATE)
