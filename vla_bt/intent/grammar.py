@@ -9,7 +9,8 @@ The grammar is generated from two sources:
   human ids (:class:`Vocabulary`).
 
 Phrase templates are written in a small subset of JSGF, so the same data
-drives the text parser and the speech recogniser's grammar (:func:`to_jsgf`)::
+drives the text parser and the speech recogniser's grammar (:func:`to_jsgf`);
+one parser reads both (:mod:`vla_bt.intent.phrasing`)::
 
     (go | drive | move) [back | over] (to | towards) {target}
 
@@ -47,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
+from vla_bt.intent.phrasing import Alt, Node, Opt, PhrasingError, Seq, SlotRef, Syntax, Word, parse_phrasing, walk
 from vla_bt.llm.backend import ToolSpec
 from vla_bt.robot.world import World
 
@@ -203,116 +205,32 @@ class TemplateError(ValueError):
 
 # -- templates ---------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Word:
-    text: str
-
-
-@dataclass(frozen=True)
-class SlotRef:
-    name: str
-    kind: str | None = None
-
-
-@dataclass(frozen=True)
-class Seq:
-    items: tuple[Node, ...]
-
-
-@dataclass(frozen=True)
-class Alt:
-    options: tuple[Seq, ...]
-
-
-@dataclass(frozen=True)
-class Opt:
-    body: Alt
-
-
-Node = Word | SlotRef | Seq | Alt | Opt
-
-_TEMPLATE_TOKEN = re.compile(r"\[|\]|\(|\)|\||\{[^{}]*\}|[^\s\[\]()|{}]+")
-_SLOT = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?::\s*([a-z]+)\s*)?\}")
-
-
 def parse_template(template: str) -> Alt:
-    """Parse a phrase template into its syntax tree.
+    """Parse a phrase template into its syntax tree (words lower case, ``living_room`` split).
+
+    Args:
+        template: the template, such as ``(go | drive) to {target}``
+
+    Returns:
+        the alternatives of the whole template
 
     Raises:
-        TemplateError: unbalanced brackets, an empty alternative, a malformed slot
+        TemplateError: an empty template, unbalanced brackets, an empty alternative, a malformed slot
     """
-    tokens = _TEMPLATE_TOKEN.findall(template)
-    position = 0
-
-    def peek() -> str | None:
-        return tokens[position] if position < len(tokens) else None
-
-    def take() -> str:
-        nonlocal position
-        position += 1
-        return tokens[position - 1]
-
-    def alternatives(closing: str | None) -> Alt:
-        options = [sequence()]
-        while peek() == "|":
-            take()
-            options.append(sequence())
-        if peek() != closing:
-            raise TemplateError(f"template '{template}': expected '{closing or 'the end'}', found "
-                                f"'{peek() or 'the end'}'")
-        if closing:
-            take()
-        return Alt(tuple(options))
-
-    def sequence() -> Seq:
-        items: list[Node] = []
-        while peek() not in ("|", ")", "]", None):
-            token = take()
-            if token == "(":
-                items.append(alternatives(")"))
-            elif token == "[":
-                items.append(Opt(alternatives("]")))
-            elif token.startswith("{"):
-                match = _SLOT.fullmatch(token)
-                if not match or (match.group(2) and match.group(2) not in KINDS):
-                    raise TemplateError(f"template '{template}': bad slot {token} (write {{name}} or {{name:kind}}, "
-                                        f"kind one of {', '.join(KINDS)})")
-                items.append(SlotRef(match.group(1), match.group(2)))
-            else:
-                items.extend(Word(w) for w in _words(token))
-        if not items:
-            raise TemplateError(f"template '{template}': empty alternative")
-        return Seq(tuple(items))
-
-    if not tokens:
-        raise TemplateError("empty template")
-    return alternatives(None)
+    try:
+        return parse_phrasing(template, _TEMPLATE_SYNTAX)
+    except PhrasingError as exc:
+        raise TemplateError(f"template '{template}': {exc}") from exc
 
 
 def template_slots(node: Node) -> list[SlotRef]:
     """The slots of a template, in order."""
-    if isinstance(node, SlotRef):
-        return [node]
-    if isinstance(node, Seq):
-        return [s for item in node.items for s in template_slots(item)]
-    if isinstance(node, Alt):
-        return [s for option in node.options for s in template_slots(option)]
-    if isinstance(node, Opt):
-        return template_slots(node.body)
-    return []
+    return [n for n in walk(node) if isinstance(n, SlotRef)]
 
 
 def template_words(node: Node) -> set[str]:
     """The literal words of a template."""
-    if isinstance(node, Word):
-        return {node.text}
-    if isinstance(node, Seq):
-        return {w for item in node.items for w in template_words(item)}
-    if isinstance(node, Alt):
-        return {w for option in node.options for w in template_words(option)}
-    if isinstance(node, Opt):
-        return template_words(node.body)
-    return set()
+    return {n.text for n in walk(node) if isinstance(n, Word)}
 
 
 _SINGLE_TOKEN = {"human": r"(?:the )?\S+ ", "integer": r"\S+ ", "number": r"\S+ "}
@@ -508,6 +426,10 @@ def _words(name: str) -> tuple[str, ...]:
 def spoken(name: str) -> str:
     """How a name is said: ``living_room`` → ``living room``."""
     return " ".join(_words(name))
+
+
+_TEMPLATE_SYNTAX = Syntax(slot_kinds=KINDS, words=_words)
+"""Phrase templates: words, brackets and slots; a word token is split and lower-cased as a name is."""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ whatever the automaton, so this module builds the smallest one:
 
 1. the JSGF text is parsed (the subset the project writes: alternatives
    ``|``, groups ``( )``, optional parts ``[ ]``, ``*``, ``+``, rule
-   references, ``<NULL>`` and ``<VOID>``);
+   references, ``<NULL>`` and ``<VOID>``; weights are ignored), rule bodies
+   by the parser of phrase templates (:mod:`vla_bt.intent.phrasing`);
 2. an automaton with empty transitions is built from the public rule
    (Thompson's construction, references expanded);
 3. it is made deterministic (subset construction) and minimal (partition
@@ -34,6 +35,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vla_bt.intent.phrasing import JSGF, Alt, Node, Opt, PhrasingError, Repeat, RuleRef, Seq, Word, parse_phrasing
+
 
 class GrammarError(ValueError):
     """A speech grammar cannot be read or compiled."""
@@ -41,56 +44,25 @@ class GrammarError(ValueError):
 
 # -- JSGF syntax --------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Word:
-    text: str
-
-
-@dataclass(frozen=True)
-class _Ref:
-    name: str
-
-
-@dataclass(frozen=True)
-class _Seq:
-    items: tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class _Alt:
-    options: tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class _Repeat:
-    body: Any
-    least: int  # 0 for *, 1 for +
-
-
-@dataclass(frozen=True)
-class _Optional:
-    body: Any
-
-
-_TOKEN = re.compile(r"<[^<>\s]+>|/[^/]*/|[()\[\]|*+]|[^\s()\[\]|*+<>/;]+")
 _RULE = re.compile(r"^\s*(public\s+)?<([^<>\s]+)>\s*=\s*(.*?)\s*;\s*$", re.DOTALL)
 
 
-def parse_jsgf(text: str) -> tuple[dict[str, Any], list[str]]:
+def parse_jsgf(text: str) -> tuple[dict[str, Node], list[str]]:
     """Read the rules of a JSGF grammar.
 
     Args:
         text: the grammar (``#JSGF V1.0;``, ``grammar NAME;``, then rules)
 
     Returns:
-        the rule bodies by name, and the names of the public rules in order
+        the rule bodies by name (syntax trees of :mod:`vla_bt.intent.phrasing`), and the
+        names of the public rules in order
 
     Raises:
         GrammarError: a malformed rule
     """
     body = re.sub(r"/\*.*?\*/", " ", text, flags=re.DOTALL)
     body = "\n".join(line.split("//", 1)[0] for line in body.splitlines())
-    rules: dict[str, Any] = {}
+    rules: dict[str, Node] = {}
     public: list[str] = []
     for statement in body.split(";"):
         statement = statement.strip()
@@ -100,57 +72,13 @@ def parse_jsgf(text: str) -> tuple[dict[str, Any], list[str]]:
         if match is None:
             raise GrammarError(f"cannot read the JSGF statement '{statement[:60]}'")
         name = match.group(2)
-        rules[name] = _parse_body(match.group(3), name)
+        try:
+            rules[name] = parse_phrasing(match.group(3), JSGF)
+        except PhrasingError as exc:
+            raise GrammarError(f"rule <{name}>: {exc}") from exc
         if match.group(1):
             public.append(name)
     return rules, public
-
-
-def _parse_body(text: str, rule: str) -> Any:
-    tokens = [t for t in _TOKEN.findall(text) if not t.startswith("/")]  # weights are ignored
-    position = 0
-
-    def peek() -> str | None:
-        return tokens[position] if position < len(tokens) else None
-
-    def take() -> str:
-        nonlocal position
-        position += 1
-        return tokens[position - 1]
-
-    def alternatives(closing: str | None) -> Any:
-        options = [sequence()]
-        while peek() == "|":
-            take()
-            options.append(sequence())
-        if peek() != closing:
-            raise GrammarError(f"rule <{rule}>: expected '{closing or 'the end'}', found '{peek() or 'the end'}'")
-        if closing:
-            take()
-        return options[0] if len(options) == 1 else _Alt(tuple(options))
-
-    def sequence() -> Any:
-        items: list[Any] = []
-        while peek() not in ("|", ")", "]", None):
-            token = take()
-            if token == "(":
-                item = alternatives(")")
-            elif token == "[":
-                item = _Optional(alternatives("]"))
-            elif token in ("*", "+"):
-                raise GrammarError(f"rule <{rule}>: '{token}' follows nothing")
-            elif token.startswith("<"):
-                item = _Ref(token[1:-1])
-            else:
-                item = _Word(token)
-            while peek() in ("*", "+"):
-                item = _Repeat(item, 0 if take() == "*" else 1)
-            items.append(item)
-        if not items:
-            raise GrammarError(f"rule <{rule}>: an empty alternative")
-        return items[0] if len(items) == 1 else _Seq(tuple(items))
-
-    return alternatives(None)
 
 
 # -- automata -----------------------------------------------------------------------------
@@ -169,58 +97,78 @@ class _Nfa:
         self.arcs[source].append((label, target))
 
 
-def _build(node: Any, rules: Mapping[str, Any], nfa: _Nfa, start: int, stack: tuple[str, ...]) -> int | None:
+def _build(node: Node, rules: Mapping[str, Node], nfa: _Nfa, start: int, stack: tuple[str, ...]) -> int | None:
     """Add ``node`` from ``start``; returns the end state, or ``None`` when nothing can be said (``<VOID>``)."""
-    if isinstance(node, _Word):
+    if isinstance(node, Word):
         end = nfa.state()
         nfa.arc(start, node.text, end)
         return end
-    if isinstance(node, _Ref):
-        if node.name == "NULL":
-            return start
-        if node.name == "VOID":
-            return None
-        if node.name in stack:
-            raise GrammarError(f"rule <{node.name}> refers to itself (through {' → '.join(stack)})")
-        if node.name not in rules:
-            raise GrammarError(f"rule <{stack[-1] if stack else '?'}> refers to <{node.name}>, which is not defined")
-        return _build(rules[node.name], rules, nfa, start, (*stack, node.name))
-    if isinstance(node, _Seq):
+    if isinstance(node, RuleRef):
+        return _build_reference(node.name, rules, nfa, start, stack)
+    if isinstance(node, Seq):
         current: int | None = start
         for item in node.items:
             current = _build(item, rules, nfa, current, stack) if current is not None else None
         return current
-    if isinstance(node, _Alt):
-        end = nfa.state()
-        reachable = False
-        for option in node.options:
-            branch = nfa.state()
-            nfa.arc(start, None, branch)
-            finish = _build(option, rules, nfa, branch, stack)
-            if finish is not None:
-                nfa.arc(finish, None, end)
-                reachable = True
-        return end if reachable else None
-    if isinstance(node, _Optional):
+    if isinstance(node, Alt):
+        return _build_alternatives(node, rules, nfa, start, stack)
+    if isinstance(node, Opt):
         end = nfa.state()
         nfa.arc(start, None, end)
         finish = _build(node.body, rules, nfa, start, stack)
         if finish is not None:
             nfa.arc(finish, None, end)
         return end
-    if isinstance(node, _Repeat):
-        loop = nfa.state()
-        nfa.arc(start, None, loop)
-        finish = _build(node.body, rules, nfa, loop, stack)
-        if finish is None:
-            return start if node.least == 0 else None
-        nfa.arc(finish, None, loop)
-        end = nfa.state()
-        nfa.arc(finish, None, end)
-        if node.least == 0:
-            nfa.arc(loop, None, end)
-        return end
+    if isinstance(node, Repeat):
+        return _build_repeat(node, rules, nfa, start, stack)
     raise GrammarError(f"unexpected grammar element {node!r}")
+
+
+def _build_reference(name: str, rules: Mapping[str, Node], nfa: _Nfa, start: int,
+                     stack: tuple[str, ...]) -> int | None:
+    """Expand the rule ``<name>`` in place (``<NULL>`` says nothing, ``<VOID>`` cannot be said)."""
+    if name == "NULL":
+        return start
+    if name == "VOID":
+        return None
+    if name in stack:
+        raise GrammarError(f"rule <{name}> refers to itself (through {' → '.join(stack)})")
+    if name not in rules:
+        raise GrammarError(f"rule <{stack[-1] if stack else '?'}> refers to <{name}>, which is not defined")
+    return _build(rules[name], rules, nfa, start, (*stack, name))
+
+
+def _build_alternatives(node: Alt, rules: Mapping[str, Node], nfa: _Nfa, start: int,
+                        stack: tuple[str, ...]) -> int | None:
+    """Branch to every option; the end is reachable when any option can be said."""
+    if len(node.options) == 1:  # a group of one option ("( a b )", a whole rule) needs no states of its own
+        return _build(node.options[0], rules, nfa, start, stack)
+    end = nfa.state()
+    reachable = False
+    for option in node.options:
+        branch = nfa.state()
+        nfa.arc(start, None, branch)
+        finish = _build(option, rules, nfa, branch, stack)
+        if finish is not None:
+            nfa.arc(finish, None, end)
+            reachable = True
+    return end if reachable else None
+
+
+def _build_repeat(node: Repeat, rules: Mapping[str, Node], nfa: _Nfa, start: int,
+                  stack: tuple[str, ...]) -> int | None:
+    """Loop over the body (``*``: also skip it)."""
+    loop = nfa.state()
+    nfa.arc(start, None, loop)
+    finish = _build(node.body, rules, nfa, loop, stack)
+    if finish is None:
+        return start if node.least == 0 else None
+    nfa.arc(finish, None, loop)
+    end = nfa.state()
+    nfa.arc(finish, None, end)
+    if node.least == 0:
+        nfa.arc(loop, None, end)
+    return end
 
 
 def _closure(nfa: _Nfa, states: Iterable[int], cache: dict[int, frozenset[int]]) -> frozenset[int]:
