@@ -40,7 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--step-s", type=float, default=0.01)
     args = parser.parse_args()
-    host = NodeHost("peer", threads=4)
+    host = NodeHost("peer")  # single-threaded: goals run in threads of their own (NodeHost.in_thread)
     node = host.start()
 
     def set_bool(request: Any, response: Any) -> Any:
@@ -76,8 +76,8 @@ def main() -> None:
 
     group = ReentrantCallbackGroup()
     node.create_service(SetBool, "/test/set_bool", set_bool, callback_group=group)
-    ActionServer(node, Fibonacci, "/test/fibonacci", fibonacci, goal_callback=goal, cancel_callback=cancel,
-                 callback_group=group)
+    ActionServer(node, Fibonacci, "/test/fibonacci", host.in_thread(fibonacci, "fibonacci"), goal_callback=goal,
+                 cancel_callback=cancel, callback_group=group)
     node.create_subscription(String, "/test/out", lambda m: emit(kind="out", data=m.data), qos(), callback_group=group)
     node.create_publisher(String, "/test/in", qos(latched=True, depth=1)).publish(String(data="hello from the peer"))
     emit(kind="ready")

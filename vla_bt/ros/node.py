@@ -15,9 +15,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -29,8 +31,11 @@ class NodeHost:
     Args:
         name: node name
         namespace: ROS namespace ("" = root)
-        threads: executor threads (1: a single-threaded executor; more: a multi-threaded one,
-            for servers whose callbacks wait)
+        threads: executor threads (1: a single-threaded executor; more: rclpy's multi-threaded one,
+            for servers whose callbacks wait). Prefer 1 and ``in_thread`` for callbacks that wait:
+            rclpy's multi-threaded executor (9.x) submits a callback still queued in its pool again
+            at every wake-up (ros2/rclpy#1452), so that one goal in progress keeps its thread
+            spinning and the pool's queue growing, and every other callback waits behind them.
     """
 
     def __init__(self, name: str, namespace: str = "", threads: int = 1):
@@ -42,6 +47,7 @@ class NodeHost:
         self._goals: dict[int, Any] = {}
         self._cancelling: dict[int, tuple[Any, Any]] = {}
         self._requests: set[Any] = set()
+        self._goal_threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._users = 0
 
@@ -83,6 +89,47 @@ class NodeHost:
             pass
         except Exception:
             log.exception("ROS executor of %s stopped", self.name)
+
+    def in_thread(self, callback: Callable[[Any], Any], name: str = "goal") -> Callable[[Any], Awaitable[Any]]:
+        """An action server's execute callback that runs ``callback`` in a thread of its own.
+
+        A goal followed until it ends (feedback, waiting for the simulator) then never holds the
+        executor: with a single-threaded executor, goal requests, cancel requests, subscriptions
+        and timers are served while goals run.
+
+        Args:
+            callback: the blocking execute callback (takes the goal handle, returns the result)
+            name: the threads' name prefix
+
+        Returns:
+            a coroutine function to pass as ``execute_callback``
+        """
+        async def execute(goal_handle: Any) -> Any:
+            executor = self.executor
+            done = executor.create_future()
+
+            def run() -> None:
+                try:
+                    done.set_result(callback(goal_handle))
+                except Exception as error:  # noqa: BLE001 - handed to the action server, which aborts the goal
+                    done.set_exception(error)
+                with contextlib.suppress(Exception):  # an executor shut down meanwhile has nothing to wake
+                    executor.wake()  # the awaiting task resumes now, not at the next unrelated wake-up
+
+            thread = threading.Thread(target=run, name=f"{name}-{self.name}", daemon=True)
+            with self._lock:
+                self._goal_threads = [t for t in self._goal_threads if t.is_alive()] + [thread]
+            thread.start()
+            return await done
+        return execute
+
+    def join_goal_threads(self, timeout: float = 2.0) -> None:
+        """Wait (at most ``timeout`` in all) for the threads of ``in_thread`` to end."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = list(self._goal_threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     # -- goals in flight ---------------------------------------------------------
 

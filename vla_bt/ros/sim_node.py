@@ -84,7 +84,8 @@ class SimNode:
     def __init__(self, robot: SimRobot, config: Ros2Config | None = None, *, events: str | Path | None = None,
                  rate_hz: float = 50.0, perception_hz: float = 10.0):
         self.robot, self.config = robot, config or Ros2Config()
-        self.host = NodeHost(self.config.sim_node_name, self.config.namespace, threads=4)
+        # One executor thread; each goal is followed in a thread of its own (NodeHost.in_thread).
+        self.host = NodeHost(self.config.sim_node_name, self.config.namespace)
         self.rate_hz, self.perception_hz = rate_hz, perception_hz
         self.events: list[dict[str, Any]] = []
         self._events_file = Path(events).open("a", encoding="utf-8") if events else None
@@ -105,14 +106,12 @@ class SimNode:
         """Create the node, its servers, publishers, subscriptions and timer; spin in a background thread."""
         from geometry_msgs.msg import Twist
         from rclpy.action import ActionServer, CancelResponse, GoalResponse
-        from rclpy.callback_groups import ReentrantCallbackGroup
         from sensor_msgs.msg import BatteryState
         from std_msgs.msg import Bool, String
         from visualization_msgs.msg import MarkerArray
 
         c = self.config
         node = self.host.start()
-        group = ReentrantCallbackGroup()
 
         def accept(_request: Any) -> Any:
             return GoalResponse.ACCEPT
@@ -128,9 +127,10 @@ class SimNode:
 
         self._servers = [
             ActionServer(node, interface_type("nav2_msgs/action/NavigateToPose", "action"), c.navigate.action,
-                         self._navigate, goal_callback=accept, cancel_callback=cancel, callback_group=group),
+                         self.host.in_thread(self._navigate, "navigate"), goal_callback=accept,
+                         cancel_callback=cancel),
             ActionServer(node, interface_type("control_msgs/action/GripperCommand", "action"), c.gripper.action,
-                         self._grip, goal_callback=accept, cancel_callback=cancel, callback_group=group),
+                         self.host.in_thread(self._grip, "gripper"), goal_callback=accept, cancel_callback=cancel),
         ]
         self._pubs = {
             "pose": node.create_publisher(interface_type(c.pose.type, "msg"), c.pose.topic, qos()),
@@ -153,8 +153,9 @@ class SimNode:
         self._tick()
 
     def stop(self) -> None:
-        """Stop the robot, then the node."""
+        """Stop the robot, let the goals it ended report their results, then stop the node."""
         self.robot.safe_stop("sim node shut down")
+        self.host.join_goal_threads(timeout=2.0)
         self.host.stop()
         if self._events_file is not None:
             self._events_file.close()
