@@ -36,3 +36,12 @@ def clean_blackboard():
     _reset_blackboard()
     yield
     _reset_blackboard()
+
+
+@pytest.fixture(autouse=True)
+def ros_interfaces(request: pytest.FixtureRequest) -> None:
+    """Tests marked ``ros`` find nav2_msgs and control_msgs built (once per run; setup.sh builds them)."""
+    if request.node.get_closest_marker("ros") is not None:
+        from tests.ros_helpers import ensure_interfaces
+
+        ensure_interfaces()

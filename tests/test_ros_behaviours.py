@@ -23,7 +23,6 @@ from tests.ros_helpers import (  # noqa: E402
     STRING,
     Probe,
     Proc,
-    ensure_interfaces,
     helper_proc,
     json_lines,
     ros_env,
@@ -31,11 +30,6 @@ from tests.ros_helpers import (  # noqa: E402
 )
 
 pytestmark = pytest.mark.ros
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _interfaces() -> None:
-    ensure_interfaces()
 
 
 def peer(env: dict[str, str], *args: str) -> Proc:

@@ -20,16 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.ros_helpers import ensure_interfaces  # noqa: E402
 from vla_bt.robot.world import World, load_world  # noqa: E402
 from vla_bt.ros import bench  # noqa: E402
 
 pytestmark = pytest.mark.ros
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _interfaces() -> None:
-    ensure_interfaces()
 
 
 def child_processes() -> set[int]:

@@ -18,14 +18,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.helpers.cli import read_audit  # noqa: E402
-from tests.ros_helpers import STRING, Probe, SimNodeProc, ensure_interfaces, ros_env, vla_ros  # noqa: E402
+from tests.ros_helpers import STRING, Probe, SimNodeProc, ros_env, vla_ros  # noqa: E402
 
 pytestmark = pytest.mark.ros
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _interfaces() -> None:
-    ensure_interfaces()
 
 
 def test_spoken_instruction_carried_out_with_replies_and_status_topics(tmp_path: Path) -> None:

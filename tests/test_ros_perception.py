@@ -31,11 +31,6 @@ pytestmark = pytest.mark.ros
 MARKERS = "visualization_msgs/msg/MarkerArray"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _interfaces() -> None:
-    ensure_interfaces()
-
-
 def marker(ns: str, ident: int, text: str, frame: str = "map", xy: tuple[float, float] = (0.0, 0.0),
            yaw: float = 0.0, rgb: tuple[float, float, float] = (0.5, 0.5, 0.5), action: int = 0) -> dict:
     return {"header": {"frame_id": frame}, "ns": ns, "id": ident, "type": 1, "action": action, "text": text,

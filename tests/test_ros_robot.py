@@ -17,16 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.ros_helpers import SimNodeProc, ensure_interfaces, helper_proc, json_lines, ros_env  # noqa: E402
+from tests.ros_helpers import SimNodeProc, helper_proc, json_lines, ros_env  # noqa: E402
 from vla_bt.robot.sim import SimRobot  # noqa: E402
 from vla_bt.robot.world import load_world  # noqa: E402
 
 pytestmark = pytest.mark.ros
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _interfaces() -> None:
-    ensure_interfaces()
 
 
 def robot_script(env: dict[str, str], steps: list, *options: str) -> list[dict]:
