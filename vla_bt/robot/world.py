@@ -18,10 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema
-
 from vla_bt.tree.diagnostics import Diagnostic, Mark, TreeError, did_you_mean
-from vla_bt.tree.yamlsrc import LList, LMap, mark_at, read_located
+from vla_bt.tree.yamlsrc import LList, LMap, read_located, schema_diagnostics
 
 Pose = tuple[float, float, float]
 Point = tuple[float, float]
@@ -157,7 +155,7 @@ def load_world(path: str | os.PathLike[str]) -> World:
         data.mark, data.key_marks, data.value_marks = start, {}, {}
     if not isinstance(data, LMap):
         raise TreeError([Diagnostic(start, "expected a mapping with places, objects, humans, robot, ...")])
-    errors = _schema_errors(data, start)
+    errors = schema_diagnostics(SCHEMA, data, data.mark, _schema_message)
     if errors:
         raise TreeError(errors)
     errors += _semantic_errors(data)
@@ -182,30 +180,10 @@ def load_world(path: str | os.PathLike[str]) -> World:
     )
 
 
-def _schema_errors(data: LMap, start: Mark) -> list[Diagnostic]:
-    errors = []
-    for error in jsonschema.Draft202012Validator(SCHEMA).iter_errors(data):
-        where = list(error.absolute_path)
-        if error.validator == "additionalProperties":
-            container = _get(data, where)
-            allowed = list(error.schema.get("properties", {}))
-            for key in (k for k in container if k not in allowed):
-                mark = container.key_at(key) if isinstance(container, LMap) else start
-                errors.append(Diagnostic(mark, f"unknown key '{key}'" + (did_you_mean(str(key), allowed)
-                                                                        or f" (expected {', '.join(allowed)})")))
-            continue
-        message = error.message
-        if error.validator == "type":
-            message = f"expected {error.validator_value}, got {error.instance!r}"
-        field_name = ".".join(str(p) for p in where) or "the file"
-        errors.append(Diagnostic(mark_at(data, where, data.mark), f"{field_name}: {message}"))
-    return errors
-
-
-def _get(data: Any, path: list[Any]) -> Any:
-    for step in path:
-        data = data[step]
-    return data
+def _schema_message(error: Any) -> str:
+    if error.validator == "type":
+        return f"expected {error.validator_value}, got {error.instance!r}"
+    return str(error.message)
 
 
 def _semantic_errors(data: LMap) -> list[Diagnostic]:

@@ -19,10 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
-from vla_bt.tree.diagnostics import Diagnostic, Mark, TreeError, did_you_mean
-from vla_bt.tree.yamlsrc import LMap, mark_at, read_located
+from vla_bt.tree.diagnostics import Diagnostic, Mark, TreeError
+from vla_bt.tree.yamlsrc import LMap, read_located, schema_diagnostics
 
 FILENAME = "ros2.yaml"
 POSE_TYPES = ("nav_msgs/msg/Odometry", "geometry_msgs/msg/PoseStamped", "geometry_msgs/msg/PoseWithCovarianceStamped")
@@ -225,21 +223,7 @@ def load_ros2_config(where: str | os.PathLike[str] | None = None) -> Ros2Config:
     start = Mark(str(path), 1, 1)
     if not isinstance(data, LMap):
         raise TreeError([Diagnostic(start, "expected a mapping (node_name, navigate, gripper, ...)")])
-    errors = []
-    for error in jsonschema.Draft202012Validator(SCHEMA).iter_errors(data):
-        where_in = list(error.absolute_path)
-        if error.validator == "additionalProperties":
-            container: Any = data
-            for step in where_in:
-                container = container[step]
-            allowed = list(error.schema.get("properties", {}))
-            for key in (k for k in container if k not in allowed):
-                mark = container.key_at(key) if isinstance(container, LMap) else start
-                errors.append(Diagnostic(mark, f"unknown key '{key}'" + (did_you_mean(str(key), allowed)
-                                                                        or f" (expected {', '.join(allowed)})")))
-            continue
-        name = ".".join(str(p) for p in where_in) or "the file"
-        errors.append(Diagnostic(mark_at(data, where_in, start), f"{name}: {error.message}"))
+    errors = schema_diagnostics(SCHEMA, data, start)
     if errors:
         raise TreeError(errors)
     _apply(config, data)

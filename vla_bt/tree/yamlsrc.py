@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .diagnostics import Diagnostic, Mark, TreeError
+from .diagnostics import Diagnostic, Mark, TreeError, did_you_mean
 
 
 class LMap(dict):
@@ -161,3 +161,37 @@ def mark_at(value: Any, path: list[Any], default: Mark) -> Mark:
         else:
             break
     return mark
+
+
+def schema_diagnostics(schema: dict[str, Any], data: Any, default: Mark,
+                       describe: Any = None) -> list[Diagnostic]:
+    """Every JSON Schema error of a located document, each at its position, an unknown key with "did you mean".
+
+    Args:
+        schema: the JSON Schema (draft 2020-12)
+        data: the document as read by :func:`read_located`
+        default: the position of errors that have no narrower one (the document itself)
+        describe: turns a ``jsonschema`` error into the message after the field's name (default: its own)
+
+    Returns:
+        the diagnostics, in the validator's order (empty when the document is valid)
+    """
+    import jsonschema
+
+    errors = []
+    for error in jsonschema.Draft202012Validator(schema).iter_errors(data):
+        where = list(error.absolute_path)
+        if error.validator == "additionalProperties":
+            container = data
+            for step in where:
+                container = container[step]
+            allowed = list(error.schema.get("properties", {}))
+            for key in (k for k in container if k not in allowed):
+                mark = container.key_at(key) if isinstance(container, LMap) else default
+                errors.append(Diagnostic(mark, f"unknown key '{key}'" + (did_you_mean(str(key), allowed)
+                                                                        or f" (expected {', '.join(allowed)})")))
+            continue
+        name = ".".join(str(p) for p in where) or "the file"
+        message = describe(error) if describe is not None else error.message
+        errors.append(Diagnostic(mark_at(data, where, default), f"{name}: {message}"))
+    return errors
