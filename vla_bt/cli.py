@@ -38,6 +38,25 @@ class BadInputError(Exception):
     """Input the user can fix; printed without a traceback, exit 2."""
 
 
+def add_run_options(parser: argparse.ArgumentParser, *, session: str, estop_file: str, time_scale: str) -> None:
+    """The options every command that runs a tree shares (``run``, ``ros``), with their own help where it differs.
+
+    Args:
+        parser: the command's parser
+        session: the help of ``--session``
+        estop_file: the help of ``--estop-file``
+        time_scale: the help of ``--time-scale``
+    """
+    parser.add_argument("--world", metavar="WORLD.yaml", help="world file (default: config/world.yaml)")
+    parser.add_argument("--audit", metavar="FILE.jsonl", help="append the audit log here (one JSON object per line)")
+    parser.add_argument("--session", metavar="FILE.json", help=session)
+    parser.add_argument("--estop-file", metavar="PATH", help=estop_file)
+    parser.add_argument("--time-scale", type=positive_number, default=1.0, metavar="X", help=time_scale)
+    parser.add_argument("--json", action="store_true", help="print one JSON object at the end, nothing else")
+    parser.add_argument("--max-seconds", type=positive_number, metavar="S", help="stop after S seconds")
+    parser.add_argument("--rate", type=positive_number, default=10.0, metavar="HZ", help="tick rate (default 10)")
+
+
 def positive_number(text: str) -> float:
     """argparse type: a positive, finite number."""
     try:
@@ -73,20 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="local (embedded planner, default) | realtime | chat | scripted:FILE.yaml")
     run.add_argument("--robot", default="sim", choices=["sim", "ros2"],
                      help="robot backend: sim (the embedded simulator, default) or ros2 (config/ros2.yaml)")
-    run.add_argument("--world", metavar="WORLD.yaml", help="world file (default: config/world.yaml)")
+    add_run_options(run, session="keep the conversation in this file: a later run continues it",
+                    estop_file="emergency stop: pressed while this file exists (and does not contain 0)",
+                    time_scale="run the simulator X times faster than real time (default 1)")
     run.add_argument("--perception", default="truth", choices=["truth", "camera"],
                      help="truth: the simulator's complete object list (default); camera: only what the robot's "
                           "camera detected (docs/vision.md)")
-    run.add_argument("--audit", metavar="FILE.jsonl", help="append the audit log here (one JSON object per line)")
-    run.add_argument("--session", metavar="FILE.json",
-                     help="keep the conversation in this file: a later run continues it")
-    run.add_argument("--estop-file", metavar="PATH",
-                     help="emergency stop: pressed while this file exists (and does not contain 0)")
-    run.add_argument("--time-scale", type=positive_number, default=1.0, metavar="X",
-                     help="run the simulator X times faster than real time (default 1)")
-    run.add_argument("--json", action="store_true", help="print one JSON object at the end, nothing else")
-    run.add_argument("--max-seconds", type=positive_number, metavar="S", help="stop after S seconds")
-    run.add_argument("--rate", type=positive_number, default=10.0, metavar="HZ", help="tick rate (default 10)")
     run.add_argument("--record", metavar="FILE.jsonl",
                      help="append every tick's changes to this file (see 'vla-bt replay')")
     run.add_argument("--viewer", metavar="[HOST:]PORT",

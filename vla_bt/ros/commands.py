@@ -25,7 +25,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from vla_bt.cli import positive_number
+from vla_bt.cli import add_run_options, positive_number
 from vla_bt.tree.diagnostics import TreeError
 
 EXIT_INTERRUPTED = 130
@@ -52,16 +52,9 @@ def add_ros_arguments(parser: argparse.ArgumentParser) -> None:
                         help="local (embedded planner, default) | realtime | chat | scripted:FILE.yaml")
     parser.add_argument("--robot", default="ros2", choices=["ros2", "sim"],
                         help="robot backend (default: ros2, over the topics and actions of the ROS 2 configuration)")
-    parser.add_argument("--world", metavar="WORLD.yaml", help="world file (default: config/world.yaml)")
-    parser.add_argument("--audit", metavar="FILE.jsonl", help="append the audit log here (one JSON object per line)")
-    parser.add_argument("--session", metavar="FILE.json", help="keep the conversation in this file")
-    parser.add_argument("--estop-file", metavar="PATH",
-                        help="emergency stop: pressed while this file exists (as well as by the e-stop topic)")
-    parser.add_argument("--time-scale", type=positive_number, default=1.0, metavar="X",
-                        help="with --robot sim: run the simulator X times faster than real time")
-    parser.add_argument("--json", action="store_true", help="print one JSON object at the end, nothing else")
-    parser.add_argument("--max-seconds", type=positive_number, metavar="S", help="stop after S seconds")
-    parser.add_argument("--rate", type=positive_number, default=10.0, metavar="HZ", help="tick rate (default 10)")
+    add_run_options(parser, session="keep the conversation in this file",
+                    estop_file="emergency stop: pressed while this file exists (as well as by the e-stop topic)",
+                    time_scale="with --robot sim: run the simulator X times faster than real time")
     _ros_options(parser)
 
 
