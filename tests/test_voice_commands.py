@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +228,31 @@ def test_speech_longer_than_the_limit_is_cut(speech: SpeechMaker, recognizer: Sp
     heard = feed_all(Segmenter(recognizer, endpointing=Endpointing(max_seconds=0.6)), samples)
     assert heard and heard[0].ended_by == "length"
     assert heard[0].decided - heard[0].speech.start == pytest.approx(0.6, abs=0.05)
+
+
+def test_a_recording_the_recogniser_fails_on_is_reported_and_skipped(speech: SpeechMaker,
+                                                                    recognizer: SphinxRecognizer) -> None:
+    class FailsOnce:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def transcribe(self, samples: np.ndarray) -> str:
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("decoder crashed")
+            return recognizer.transcribe(samples)
+
+    from vla_bt.speech.sources import AudioFileUtterances
+
+    files = [speech.say("go to the kitchen"), speech.say("stop")]
+    woken: list[bool] = []
+    source = AudioFileUtterances(files, FailsOnce(), wake=lambda: woken.append(True))  # type: ignore[arg-type]
+    texts = []
+    while not source.exhausted:
+        text = source.poll()
+        if text is not None:
+            texts.append(text)
+        time.sleep(0.005)
+    assert texts == ["stop"]
+    assert source.problems == [f"{files[0]}: recognition failed: decoder crashed"]
+    assert len(woken) == 2  # each recording's outcome woke the runner, the failure too

@@ -42,28 +42,18 @@ class RealtimeAudioUtterances(RecordingQueue):
         super().__init__(paths, paced=paced, wake=wake, max_seconds=max_seconds)
         self.backend = backend
         self.bridge = bridge
-        self._future: concurrent.futures.Future[str] | None = None
-        self._audio: Audio | None = None
         self._sent_t = 0.0
 
-    def _start(self, audio: Audio) -> None:
-        self._audio, self._sent_t = audio, time.time()
-        self._future = self.bridge.submit(self.backend.hear(audio.pcm16(REALTIME_RATE), paced=self.paced))
-        if self.wake is not None:
-            self._future.add_done_callback(lambda _: self.wake())
+    FAILED = "the Realtime server did not transcribe it"
 
-    def _result(self) -> Utterance | None:
-        assert self._future is not None and self._audio is not None
-        if not self._future.done():
-            return None
-        audio, now = self._audio, time.time()
-        try:
-            text = self._future.result()
-        except Exception as exc:  # noqa: BLE001 - named for poll(), which reports it and goes on
-            raise RuntimeError(f"the Realtime server did not transcribe it: {exc}") from None
+    def _start(self, audio: Audio) -> concurrent.futures.Future[str]:
+        self._sent_t = time.time()
+        return self.bridge.submit(self.backend.hear(audio.pcm16(REALTIME_RATE), paced=self.paced))
+
+    def _utterance(self, audio: Audio, text: str) -> Utterance:
         ended = self._sent_t + (audio.duration if self.paced else 0.0)
         speech = Speech(0.0, audio.duration) if text else None
-        return Utterance(text, audio.source, speech, ended, now, self._sent_t, "server")
+        return Utterance(text, audio.source, speech, ended, time.time(), self._sent_t, "server")
 
 
 __all__ = ["RealtimeAudioUtterances"]

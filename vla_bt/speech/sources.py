@@ -67,9 +67,9 @@ class Utterance:
 class RecordingQueue:
     """Recordings heard one after another, each on a worker: what every ``--audio`` source shares.
 
-    A subclass starts the work on a recording in ``_start`` and hands back its
-    :class:`Utterance` from ``_result`` once ready (``None`` meanwhile). An
-    utterance without speech is silence: the source stays quiet for as long as
+    A subclass starts the work on a recording in ``_start``, which returns a
+    future, and turns the future's result into an :class:`Utterance` in
+    ``_utterance``. An utterance without speech is silence: the source stays quiet for as long as
     the recording lasts (at once when paced: the playing took that long), then
     goes on, so a ``Confirm`` waiting for an answer hears nothing and its
     timeout counts as no. A failure is reported in ``problems`` and the
@@ -94,7 +94,7 @@ class RecordingQueue:
         self.heard: list[Utterance] = []
         self.problems: list[str] = []
         self._next = 0
-        self._working = False
+        self._pending: concurrent.futures.Future[Any] | None = None
         self._quiet_until: float | None = None
         self._lock = threading.Lock()
 
@@ -117,21 +117,21 @@ class RecordingQueue:
             if self._next >= len(self.recordings):
                 return None
             audio = self.recordings[self._next]
-            if not self._working:
-                self._working = True
-                self._start(audio)
+            if self._pending is None:
+                self._pending = self._start(audio)
+                if self.wake is not None:
+                    self._pending.add_done_callback(lambda _: self.wake())
                 return None
+            if not self._pending.done():
+                return None
+            pending, self._pending = self._pending, None
             try:
-                utterance = self._result()
+                utterance = self._utterance(audio, pending.result())
             except Exception as exc:  # noqa: BLE001 - a failed recording is reported and skipped, the run goes on
-                log.warning("speech: %s: %s", audio.source, exc)
-                self.problems.append(f"{audio.source}: {exc}")
-                self._working = False
+                log.warning("speech: %s: %s: %s", audio.source, self.FAILED, exc)
+                self.problems.append(f"{audio.source}: {self.FAILED}: {exc}")
                 self._next += 1
                 return None
-            if utterance is None:
-                return None
-            self._working = False
             self.heard.append(utterance)
             if utterance.speech is None:
                 played = time.time() - utterance.began_t
@@ -144,12 +144,15 @@ class RecordingQueue:
     def exhausted(self) -> bool:
         """Every file has been heard (and the last silence has passed)."""
         with self._lock:
-            return self._next >= len(self.recordings) and not self._working and self._quiet_until is None
+            return self._next >= len(self.recordings) and self._pending is None and self._quiet_until is None
 
-    def _start(self, audio: Audio) -> None:
+    FAILED = "not heard"
+    """What a failure is called in ``problems``."""
+
+    def _start(self, audio: Audio) -> concurrent.futures.Future[Any]:
         raise NotImplementedError
 
-    def _result(self) -> Utterance | None:
+    def _utterance(self, audio: Audio, result: Any) -> Utterance:
         raise NotImplementedError
 
 
@@ -182,23 +185,22 @@ class AudioFileUtterances(RecordingQueue):
         self.recognizer = recognizer
         self.vad = vad or VoiceActivity()
         self.endpointing = endpointing or Endpointing()
-        self._job: concurrent.futures.Future[Utterance] | None = None
 
-    def _start(self, audio: Audio) -> None:
-        self._job = concurrent.futures.Future()
-        threading.Thread(target=self._hear, args=(audio, self._job), name="vla-bt-speech", daemon=True).start()
+    FAILED = "recognition failed"
 
-    def _result(self) -> Utterance | None:
-        assert self._job is not None
-        return self._job.result() if self._job.done() else None
+    def _start(self, audio: Audio) -> concurrent.futures.Future[Utterance]:
+        job: concurrent.futures.Future[Utterance] = concurrent.futures.Future()
+        threading.Thread(target=self._hear, args=(audio, job), name="vla-bt-speech", daemon=True).start()
+        return job
+
+    def _utterance(self, audio: Audio, result: Utterance) -> Utterance:
+        return result
 
     def _hear(self, audio: Audio, job: concurrent.futures.Future[Utterance]) -> None:
         try:
             job.set_result(self._paced(audio) if self.paced else self._whole(audio))
         except Exception as exc:  # noqa: BLE001 - handed to poll(), which reports it
-            job.set_exception(RuntimeError(f"recognition failed: {exc}"))
-        if self.wake is not None:
-            self.wake()
+            job.set_exception(exc)
 
     def _whole(self, audio: Audio) -> Utterance:
         arrived = time.time()
