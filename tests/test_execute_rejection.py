@@ -1,13 +1,13 @@
 """ExecutePlan reacts at once when a refusal overturns a step that has already started.
 
 ``ParseIntent`` acts on a tool call at the delta that completes its arguments;
-a done event that then disagrees is refused and sets ``/plan/rejected`` with
-the step id. The step may already be moving the simulated robot: it must be
+a done event that then disagrees is refused and files the refusal under the
+step's id in ``/plan/overturned``. The step may already be moving the simulated robot: it must be
 stopped in that same tick, no later step may start, and the plan fails naming
 the refusal. A refused call that never became a step keeps its meaning: the
 steps before it run to their end. The stream is written by hand, a batch per
 tick, with the helpers of ``test_parse_intent_streaming``; the last tests write
-``/plan/rejected`` by hand on the ExecutePlan rig of ``test_words_to_action``.
+``/plan/overturned`` by hand on the ExecutePlan rig of ``test_words_to_action``.
 """
 
 from __future__ import annotations
@@ -194,10 +194,10 @@ def test_running_step_overturned_after_an_earlier_refusal_is_still_stopped() -> 
 
 # -- the refusal as ExecutePlan reads it (written by hand here) --------------------------------
 
-def overturn(sid: str) -> str:
-    """A refusal reason as ParseIntent words it for a step it had already accepted."""
-    return f"protocol violation in call c9: its final arguments differ from the streamed ones (step {sid} was " \
-           "already accepted)"
+def overturn(sid: str) -> dict[str, str]:
+    """``/plan/overturned`` as ParseIntent writes it for a step it had already accepted."""
+    return {sid: f"protocol violation in call c9: its final arguments differ from the streamed ones (step {sid} "
+                 "was already accepted)"}
 
 
 def driving_plan() -> tuple[Rig, py_trees.trees.BehaviourTree]:
@@ -214,7 +214,7 @@ def driving_plan() -> tuple[Rig, py_trees.trees.BehaviourTree]:
 
 def test_refusal_naming_a_step_not_in_the_plan_stops_the_running_step() -> None:
     r, tree = driving_plan()
-    r.board.set(keys.PLAN_REJECTED, overturn("s7"))  # not a step of this plan: the plan as a whole
+    r.board.set(keys.PLAN_OVERTURNED, overturn("s7"))  # not a step of this plan: the plan as a whole
     tree.tick()
     assert tree.root.status == Status.FAILURE
     assert [(c.skill, c.step) for c in r.gate.commands] == [("navigate", "s1"), ("stop", "s1")]
@@ -223,7 +223,7 @@ def test_refusal_naming_a_step_not_in_the_plan_stops_the_running_step() -> None:
 
 def test_step_stays_overturned_when_a_later_refusal_replaces_the_reason() -> None:
     r, tree = driving_plan()
-    r.board.set(keys.PLAN_REJECTED, overturn("s2"))  # s2 has not started: s1 goes on
+    r.board.set(keys.PLAN_OVERTURNED, overturn("s2"))  # s2 has not started: s1 goes on
     tree.tick()
     assert tree.root.status == Status.RUNNING and r.sim.state().moving
     r.board.set(keys.PLAN_REJECTED, "unknown tool 'fly'")

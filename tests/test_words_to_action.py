@@ -896,7 +896,7 @@ def rig(world_file: Path = CONFIG_WORLD) -> Rig:
     sim.setup()
     audit = AuditLog()
     gate = CommandGate(sim, audit)
-    board = writer(keys.PLAN_STEPS, keys.PLAN_DONE, keys.PLAN_REJECTED)
+    board = writer(keys.PLAN_STEPS, keys.PLAN_DONE, keys.PLAN_REJECTED, keys.PLAN_OVERTURNED)
     return Rig(world, sim, gate, audit, board, now)
 
 
@@ -909,6 +909,7 @@ def execute_plan_tree(r: Rig) -> py_trees.trees.BehaviourTree:
     r.board.set(keys.PLAN_STEPS, [])
     r.board.set(keys.PLAN_DONE, False)
     r.board.set(keys.PLAN_REJECTED, None)
+    r.board.set(keys.PLAN_OVERTURNED, {})
     return tree
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,8 +18,6 @@ from .perceive import Search
 from .skills import OBJECT_STANDOFF_M
 
 Status = py_trees.common.Status
-OVERTURNED_STEP = re.compile(r"\(step (\S+) was already accepted\)$")
-"""How ``ParseIntent`` ends the reason of a refusal that overturns a step it had already accepted."""
 
 
 class ExecutePlan(Declared, py_trees.composites.Composite):
@@ -36,15 +33,15 @@ class ExecutePlan(Declared, py_trees.composites.Composite):
     In YAML it is written as a leaf (``{type: ExecutePlan}``): its children
     come from the plan, and show in the live view as they are added.
 
-    A refusal (``/plan/rejected``, set by ``ParseIntent``) ends the plan at
-    the refused call; it is read at every tick, before any child is ticked:
+    A refusal (set by ``ParseIntent``) ends the plan at the refused call; it
+    is read at every tick, before any child is ticked:
 
-    * A call refused before it became a step (a reason without a step id):
+    * A call refused before it became a step (``/plan/rejected``):
       the steps accepted before it run to their end, as if the plan ended
       there; once ``/plan/done`` is set, FAILURE ("I could not do all of it: …").
-    * A step overturned after it was accepted (the reason ends
-      "(step sN was already accepted)", e.g. a done event that contradicts the
-      streamed arguments): the plan ends before sN. Steps before sN run as
+    * A step overturned after it was accepted (``/plan/overturned``: step id →
+      refusal, e.g. a done event that contradicts the streamed arguments),
+      whatever was refused before: the plan ends before sN. Steps before sN run as
       above; sN and later steps never start. If sN or a later step has already
       started, then in the tick that reads the refusal a safe stop naming it
       is commanded through the gate if the robot is moving, the running step
@@ -63,7 +60,7 @@ class ExecutePlan(Declared, py_trees.composites.Composite):
     id); the halted step's outcome on ``/llm/tool_results`` is "stopped: …".
 
     Blackboard:
-        reads ``/plan/steps``, ``/plan/done``, ``/plan/rejected``;
+        reads ``/plan/steps``, ``/plan/done``, ``/plan/rejected``, ``/plan/overturned``;
         writes ``/dialogue/history`` (why a plan stopped) and ``/llm/tool_results`` (each step's outcome)
 
     Returns:
@@ -81,7 +78,7 @@ class ExecutePlan(Declared, py_trees.composites.Composite):
                        "response first (as a pipeline that waits for the full reply would)", default="early",
                        runtime=False),
     }
-    READS = (keys.PLAN_STEPS, keys.PLAN_DONE, keys.PLAN_REJECTED)
+    READS = (keys.PLAN_STEPS, keys.PLAN_DONE, keys.PLAN_REJECTED, keys.PLAN_OVERTURNED)
     WRITES = (keys.DIALOGUE_HISTORY, keys.LLM_TOOL_RESULTS)
 
     def __init__(self, name: str | None = None, **params: Any):
@@ -92,7 +89,6 @@ class ExecutePlan(Declared, py_trees.composites.Composite):
         self._steps: list[Step] = []
         self._next = 0  # the first child that has not finished
         self._reached = 0  # children ticked at least once (a halted one counts: it had started)
-        self._overturned: dict[str, str] = {}  # step id → the refusal that overturned it after it was accepted
 
     def setup(self, **kwargs: Any) -> None:
         self._setup_kwargs = dict(kwargs)
@@ -105,7 +101,6 @@ class ExecutePlan(Declared, py_trees.composites.Composite):
         if self.status != Status.RUNNING:
             self._drop_children()  # a new plan
             self._steps, self.current_child, self._next, self._reached = [], None, 0, 0
-            self._overturned = {}
             self.initialise()
         problem = self._grow()
         if problem:
@@ -131,24 +126,20 @@ class ExecutePlan(Declared, py_trees.composites.Composite):
         yield from self._after_last_step()
 
     def _cut(self) -> tuple[str | None, int]:
-        """Where ``/plan/rejected`` ends the plan.
+        """Where ``/plan/overturned`` and ``/plan/rejected`` end the plan.
 
         Returns:
             the refusal (or None), and the index of the first child that must not run: the first
             child of the earliest overturned step (0 if that step is not in this plan), else
             ``len(self.children)`` (every step accepted so far may run)
         """
-        rejected = self._get(keys.PLAN_REJECTED)
-        if not rejected:
-            return None, len(self.children)
-        overturned = OVERTURNED_STEP.search(str(rejected))
-        if overturned is not None:  # kept: a step stays overturned even if a later refusal replaces the reason
-            self._overturned.setdefault(overturned[1], str(rejected))
-        if not self._overturned:  # a call that never became a step: the steps accepted before it stand
-            return str(rejected), len(self.children)
-        ids = [getattr(child, "step_id", None) for child in self.children]
-        cut, reason = min((ids.index(step) if step in ids else 0, why) for step, why in self._overturned.items())
-        return reason, cut
+        overturned = self._get(keys.PLAN_OVERTURNED) or {}
+        if overturned:
+            ids = [getattr(child, "step_id", None) for child in self.children]
+            cut, reason = min((ids.index(step) if step in ids else 0, why) for step, why in overturned.items())
+            return str(reason), cut
+        rejected = self._get(keys.PLAN_REJECTED)  # a call that never became a step: the steps before it stand
+        return (str(rejected), len(self.children)) if rejected else (None, len(self.children))
 
     def _abort(self, rejected: str) -> Iterator[py_trees.behaviour.Behaviour]:
         """Stop the step under way at once (a refusal overturned it or an earlier step), and fail."""

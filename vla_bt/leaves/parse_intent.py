@@ -192,7 +192,8 @@ class ParseIntent(SceneAware):
     DESCRIPTION = "Turn each completed tool call of the model stream into a validated, grounded plan step."
     PARAMS: dict = {}
     READS = (*SCENE_KEYS, keys.LLM_STREAM, PERCEPTION_SOURCE)
-    WRITES = (keys.PLAN_STEPS, keys.PLAN_DONE, keys.PLAN_REJECTED, keys.DIALOGUE_CONTEXT, keys.LLM_TOOL_RESULTS)
+    WRITES = (keys.PLAN_STEPS, keys.PLAN_DONE, keys.PLAN_REJECTED, keys.PLAN_OVERTURNED, keys.DIALOGUE_CONTEXT,
+              keys.LLM_TOOL_RESULTS)
 
     def __init__(self, name: str | None = None, **params: Any):
         super().__init__(name, **params)
@@ -225,6 +226,7 @@ class ParseIntent(SceneAware):
         self.blackboard.set(keys.PLAN_STEPS, [])
         self.blackboard.set(keys.PLAN_DONE, False)
         self.blackboard.set(keys.PLAN_REJECTED, None)
+        self.blackboard.set(keys.PLAN_OVERTURNED, {})
 
     def update(self) -> Status:
         stream = self.blackboard.get(keys.LLM_STREAM) if self.blackboard.exists(keys.LLM_STREAM) else []
@@ -406,10 +408,12 @@ class ParseIntent(SceneAware):
             args = raw[:500] + (f"... [{len(raw)} characters]" if len(raw) > 500 else "")
         self.audit.write("rejected", skill=name, args=args, reason=reason, step=step)
         self._result(call_id, {"status": "rejected", "reason": reason})
-        first = self._blocked is None
-        if first:
+        if step is not None:  # a step already accepted (maybe running) is overturned, whatever was refused before
+            overturned = dict(self.blackboard.get(keys.PLAN_OVERTURNED) or {})
+            overturned.setdefault(step, reason)
+            self.blackboard.set(keys.PLAN_OVERTURNED, overturned)
+        if self._blocked is None:
             self._blocked = f"an earlier step was refused ({reason})"
-        if first or step is not None:  # a step already running must be stopped, whatever was refused before
             self.blackboard.set(keys.PLAN_REJECTED, reason)
 
     def _result(self, call_id: str, output: dict[str, Any]) -> None:
