@@ -23,6 +23,8 @@ def test_bench_json_reports_each_figure_with_its_method() -> None:
     assert "tokens/s" in report["first_command_ratio_detail"]["pace"]
     # without early start, the first command cannot come before the response ends
     assert report["first_command_ratio_detail"]["without_early_start"] >= 1.0
+    # what the model's pace alone allows, timed at the endpoint: a fraction of the response
+    assert 0.0 < report["first_command_ratio_detail"]["pace_floor"] < 1.0
     assert report["guard_stop_ms_detail"]["tick_rate_hz"] == 10.0
     assert report["memory_growth_mb_detail"]["instructions"] >= 100
     voice = report["voice_to_command_ms_detail"]

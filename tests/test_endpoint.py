@@ -145,6 +145,8 @@ def test_response_events_in_ga_order(endpoint: RealtimeEndpoint) -> None:
     assert [item["status"] for item in done["output"]] == ["completed"] * 3
     assert {r["name"] for r in events[-1]["rate_limits"]} == {"requests", "tokens"}
     assert all(e["event_id"] for e in events) and len({e["event_id"] for e in events}) == len(events)
+    connection = endpoint.last  # each event sent is timed, in order (the bench reads these times)
+    assert len(connection.sent_at) == len(connection.sent) and connection.sent_at == sorted(connection.sent_at)
 
 
 def test_second_response_create_while_active_is_an_error() -> None:
@@ -236,6 +238,8 @@ def test_bad_client_events_get_error_events(endpoint: RealtimeEndpoint) -> None:
                                                     "response_cancel_not_active"]
     assert [e["error"]["event_id"] for e in errors] == [None, "e2", "e3", "e4"]
     assert errors[1]["error"]["param"] == "type"
+    received = endpoint.last  # frames that are not events are timed too
+    assert len(received.received_at) == len(received.received) == 4
 
 
 def test_conversation_becomes_the_backends_turn_request(endpoint: RealtimeEndpoint) -> None:
@@ -267,3 +271,26 @@ def test_conversation_becomes_the_backends_turn_request(endpoint: RealtimeEndpoi
     assert [(r.call_id, r.output) for r in request.tool_results] == [("call_1", "arrived")]
     assert request.instructions == "Drive carefully.\n\nStay inside."
     assert [tool.name for tool in request.tools] == ["navigate"]
+
+
+def test_slow_sends_do_not_slow_the_stated_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: the pace slept 1/rate after each send, so a 50 tokens/s stream ran at ~48."""
+    now = [100.0]
+    due: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+        due.append(round(now[0] - 100.0, 6))
+
+    monkeypatch.setattr("vla_bt.llm.pacing.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("vla_bt.llm.pacing.asyncio.sleep", sleep)
+
+    async def stream() -> None:
+        clock = Pacing(first_token_s=0.32, tokens_per_s=50).clock()
+        await clock.first()
+        for _ in range(3):
+            now[0] += 0.005  # sending a token takes 5 ms
+            await clock.next()
+
+    asyncio.run(stream())
+    assert due == [0.32, 0.34, 0.36, 0.38]  # token n is due at 320 ms + n × 20 ms, whatever sending cost

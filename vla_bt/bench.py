@@ -150,8 +150,30 @@ root:
 INSTRUCTION = "go to the kitchen and then pick up the red cup and then go to the dock"
 
 
-def _first_command_trial(start: str, world: Any, pacing: Any) -> tuple[float, float]:
-    """Seconds from the request to the first command, and to the end of the response."""
+def _pace_floor(connection: Any) -> float:
+    """The ratio the model's pace alone allows, timed at the endpoint: from ``response.create``
+    received to the delta completing the first call's arguments, ÷ to ``response.done`` sent."""
+    import json
+
+    created = next(t for t, e in zip(connection.received_at, connection.received)
+                   if e.get("type") == "response.create")
+    arguments: dict[str, str] = {}
+    complete = done = None
+    for t, event in zip(connection.sent_at, connection.sent):
+        if event["type"] == "response.function_call_arguments.delta" and complete is None:
+            arguments[event["item_id"]] = arguments.get(event["item_id"], "") + event["delta"]
+            with contextlib.suppress(ValueError):
+                json.loads(arguments[event["item_id"]])
+                complete = t
+        elif event["type"] == "response.done":
+            done = t
+    if complete is None or done is None:
+        raise RuntimeError("the response has no complete tool call")
+    return (complete - created) / (done - created)
+
+
+def _first_command_trial(start: str, world: Any, pacing: Any) -> tuple[float, float, float]:
+    """Seconds from the request to the first command and to the end of the response, and the pace's floor."""
     from vla_bt.app import assemble
     from vla_bt.leaves.ask import Ask
     from vla_bt.llm.endpoint import RealtimeEndpoint
@@ -190,7 +212,7 @@ def _first_command_trial(start: str, world: Any, pacing: Any) -> tuple[float, fl
         first_command = run.robot.commands[0].t - offset
         stream = py_trees.blackboard.Blackboard.get("/llm/stream")
         done = next(e.t for e in stream if isinstance(e, ResponseDone))
-        return first_command - asked[0], done - asked[0]
+        return first_command - asked[0], done - asked[0], _pace_floor(endpoint.last)
 
 
 def first_command(quick: bool, world: Any) -> Figure:
@@ -198,15 +220,17 @@ def first_command(quick: bool, world: Any) -> Figure:
 
     pacing = Pacing.gpt4o()
     trials = 3 if quick else 7
-    early, late, response_s = [], [], []
+    early, late, floor, response_s = [], [], [], []
     for _ in range(trials):
-        first, done = _first_command_trial("early", world, pacing)
+        first, done, pace_floor = _first_command_trial("early", world, pacing)
         early.append(first / done)
+        floor.append(pace_floor)
         response_s.append(done)
-        first, done = _first_command_trial("after_response", world, pacing)
+        first, done, _ = _first_command_trial("after_response", world, pacing)
         late.append(first / done)
     return Figure("first_command_ratio", statistics.median(early), "×", {
         "without_early_start": round(statistics.median(late), 3),
+        "pace_floor": round(statistics.median(floor), 3),
         "response_s": round(statistics.median(response_s), 3), "trials": trials,
         "pace": f"{pacing.first_token_s * 1000:.0f} ms to the first token, then {pacing.tokens_per_s:g} tokens/s",
         "instruction": INSTRUCTION}, note="3-step instruction, realtime backend → local GA endpoint")

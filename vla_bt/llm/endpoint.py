@@ -263,6 +263,7 @@ class RealtimeConnection:
         images: decoded bytes of every ``input_image`` part received
         received: client events, as parsed (non-JSON frames as ``{"raw": text}``)
         sent: server events, in order
+        received_at, sent_at: when each of those was received or sent (``time.monotonic()``)
         responses: the final ``realtime.response`` objects
     """
 
@@ -275,6 +276,8 @@ class RealtimeConnection:
         self.images: list[bytes] = []
         self.received: list[dict[str, Any]] = []
         self.sent: list[dict[str, Any]] = []
+        self.received_at: list[float] = []
+        self.sent_at: list[float] = []
         self.responses: list[dict[str, Any]] = []
         self.active: _Response | None = None
         self.audio = _AudioInput()
@@ -287,6 +290,7 @@ class RealtimeConnection:
     async def send(self, event: dict[str, Any]) -> None:
         event = {"type": event["type"], "event_id": _id("event"), **{k: v for k, v in event.items() if k != "type"}}
         self.sent.append(event)
+        self.sent_at.append(time.monotonic())
         async with self._lock:
             await self.ws.send(json.dumps(event))
 
@@ -302,6 +306,7 @@ class RealtimeConnection:
     # -- client events -------------------------------------------------------------------
 
     async def handle(self, message: str | bytes) -> None:
+        self.received_at.append(time.monotonic())
         try:
             event = json.loads(message)
         except (ValueError, UnicodeDecodeError):
@@ -600,7 +605,7 @@ class RealtimeConnection:
         response.sent += 1
 
     async def _stream(self, response: _Response, params: Mapping[str, Any], faults: Faults | None) -> None:
-        pacing = self.endpoint.pacing
+        clock = self.endpoint.pacing.clock()
         emit = functools.partial(self._emit, response, faults=faults)
         try:
             await emit({"type": "response.created", "response": response.resource(self.conversation_id)})
@@ -614,11 +619,11 @@ class RealtimeConnection:
                 async for event in stream:
                     if not started and isinstance(event, (TextDelta, ToolCallStarted, ToolCallDelta, ToolCallDone)):
                         started = True
-                        await pacing.first()
+                        await clock.first()
                     if isinstance(event, TextDelta):
                         for piece in tokens(event.text):
                             await self._text(response, piece, emit)
-                            await pacing.next()
+                            await clock.next()
                     elif isinstance(event, ToolCallStarted):
                         await self._open_call(response, event.call_id, event.name, emit)
                     elif isinstance(event, ToolCallDelta):
@@ -629,7 +634,7 @@ class RealtimeConnection:
                             await emit({"type": "response.function_call_arguments.delta", "response_id": response.id,
                                         "item_id": call["id"], "output_index": call["index"],
                                         "call_id": call["call_id"], "delta": piece})
-                            await pacing.next()
+                            await clock.next()
                     elif isinstance(event, ToolCallDone):
                         call = await self._open_call(response, event.call_id, event.name, emit)
                         await self._close_item(response, emit, "completed", arguments=event.arguments)

@@ -49,23 +49,24 @@ class PlannedResponse:
 
 async def stream_planned(response: PlannedResponse, pacing: Pacing, call_prefix: str) -> AsyncIterator[StreamEvent]:
     """Stream a planned response token by token, the way a model would."""
-    await pacing.first()
+    clock = pacing.clock()
+    await clock.first()
     if response.error:
         yield StreamError(code=response.error[0], message=response.error[1])
         return
     for piece in tokens(response.text):
         yield TextDelta(text=piece)
-        await pacing.next()
+        await clock.next()
     for index, call in enumerate(response.tool_calls):
         call_id = f"{call_prefix}_{index}"
         yield ToolCallStarted(call_id=call_id, name=call.name)
         for piece in tokens(call.arguments):
             yield ToolCallDelta(call_id=call_id, delta=piece)
-            await pacing.next()
+            await clock.next()
         yield ToolCallDone(call_id=call_id, name=call.name, arguments=call.arguments)
     for piece in tokens(response.closing):
         yield TextDelta(text=piece)
-        await pacing.next()
+        await clock.next()
     text = " ".join(t for t in (response.text, response.closing) if t)
     yield ResponseDone(text=text, usage={"output_tokens": _count(response)})
 
