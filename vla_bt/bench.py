@@ -155,11 +155,11 @@ def _pace_floor(connection: Any) -> float:
     received to the delta completing the first call's arguments, ÷ to ``response.done`` sent."""
     import json
 
-    created = next(t for t, e in zip(connection.received_at, connection.received)
+    created = next(t for t, e in zip(connection.received_at, connection.received, strict=True)
                    if e.get("type") == "response.create")
     arguments: dict[str, str] = {}
     complete = done = None
-    for t, event in zip(connection.sent_at, connection.sent):
+    for t, event in zip(connection.sent_at, connection.sent, strict=True):
         if event["type"] == "response.function_call_arguments.delta" and complete is None:
             arguments[event["item_id"]] = arguments.get(event["item_id"], "") + event["delta"]
             with contextlib.suppress(ValueError):
@@ -212,7 +212,8 @@ def _first_command_trial(start: str, world: Any, pacing: Any) -> tuple[float, fl
         first_command = run.robot.commands[0].t - offset
         stream = py_trees.blackboard.Blackboard.get("/llm/stream")
         done = next(e.t for e in stream if isinstance(e, ResponseDone))
-        return first_command - asked[0], done - asked[0], _pace_floor(endpoint.last)
+    # read once the endpoint has stopped, when nothing more is being sent
+    return first_command - asked[0], done - asked[0], _pace_floor(endpoint.last)
 
 
 def first_command(quick: bool, world: Any) -> Figure:
