@@ -24,7 +24,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -388,6 +388,37 @@ def test_a_busy_port_is_a_clear_error() -> None:
 
 # -- in the browser -------------------------------------------------------------------------------------
 
+def sample_while_running(browser: Chromium, expression: str, run: Any, interval: float,
+                         on_sample: Callable[[dict[str, Any]], None] | None = None,
+                         ) -> tuple[Any, list[dict[str, Any]]]:
+    """Execute ``run`` while a thread samples the page, and return the run's result and the samples.
+
+    Every ``interval`` seconds the page evaluates ``expression`` (a ``JSON.stringify`` of what
+    the page shows); each parsed sample is kept in order and handed to ``on_sample`` when given.
+    Sampling goes on for a moment after the run ends, so the page's last updates are seen.
+    """
+    samples: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            sample = json.loads(browser.eval(expression))
+            samples.append(sample)
+            if on_sample is not None:
+                on_sample(sample)
+            time.sleep(interval)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        result = run.execute()
+        time.sleep(0.3)
+    finally:
+        done.set()
+        watcher.join(10)
+    return result, samples
+
+
 SAMPLE = """JSON.stringify({
   connected: vlaViewer.connected,
   rows: [...document.querySelectorAll('#nodes tbody tr')].map(r => [r.dataset.name, r.dataset.status]),
@@ -406,29 +437,18 @@ SAMPLE = """JSON.stringify({
 def test_live_page_shows_the_tree_and_the_robot_acting(browser: Chromium, tmp_path: Path) -> None:
     run = assistant_run(time_scale=3)
     viewer = attach_viewer(run, port=0)
-    samples: list[dict[str, Any]] = []
     shot = tmp_path / "viewer-live.png"
     try:
         browser.goto(viewer.url)
         browser.wait_for("vlaViewer.connected && document.querySelectorAll('#tree-svg g.bt-node').length > 10")
         first = json.loads(browser.eval(SAMPLE))
         assert ["Assistant", "INVALID"] in first["rows"], "the tree is shown before the first tick"
-        done = threading.Event()
 
-        def watch() -> None:
-            while not done.is_set():
-                sample = json.loads(browser.eval(SAMPLE))
-                samples.append(sample)
-                if not shot.exists() and sample["path"] and 1.8 < sample["robot"][0] < 3.2:
-                    browser.screenshot(shot)  # mid-way to the kitchen
-                time.sleep(0.08)
+        def shoot_mid_way(sample: dict[str, Any]) -> None:
+            if not shot.exists() and sample["path"] and 1.8 < sample["robot"][0] < 3.2:
+                browser.screenshot(shot)  # mid-way to the kitchen
 
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
-        result = run.execute()
-        time.sleep(0.3)
-        done.set()
-        watcher.join(10)
+        result, samples = sample_while_running(browser, SAMPLE, run, 0.08, on_sample=shoot_mid_way)
         viewer.finish(result)
         browser.wait_for("document.querySelector('#root-status').textContent === 'SUCCESS'")
         final = json.loads(browser.eval(SAMPLE))
@@ -480,25 +500,12 @@ CAMERA = """JSON.stringify({
 def test_live_page_shows_the_camera_frames(browser: Chromium, tmp_path: Path) -> None:
     run = camera_run(tmp_path, time_scale=3)
     viewer = attach_viewer(run, port=0, token="cam-token")
-    samples: list[dict[str, Any]] = []
     try:
         browser.goto(viewer.url)
         browser.wait_for("vlaViewer.connected && vlaViewer.camera.requests >= 1 && !vlaViewer.camera.busy")
         before = json.loads(browser.eval(CAMERA))
         assert not before["visible"], "no panel before the camera's first frame"
-        done = threading.Event()
-
-        def watch() -> None:
-            while not done.is_set():
-                samples.append(json.loads(browser.eval(CAMERA)))
-                time.sleep(0.1)
-
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
-        result = run.execute()
-        time.sleep(0.3)
-        done.set()
-        watcher.join(10)
+        result, samples = sample_while_running(browser, CAMERA, run, 0.1)
         assert result.status == "SUCCESS", result.reason
         browser.wait_for("!vlaViewer.camera.busy && !vlaViewer.camera.wanted")
         final = json.loads(browser.eval(CAMERA))
