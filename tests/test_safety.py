@@ -190,6 +190,42 @@ class Oracle:
         return problems
 
 
+PLAN_AND_ACT = ("{type: Ask}", "{type: ParseIntent}", "{type: ExecutePlan}")
+
+
+def turn_tree(name: str, guard: str, conditions: str, *, on_trip: str | None = None,
+              leaves: Sequence[str] = PLAN_AND_ACT) -> str:
+    """A tree of one turn — Listen, then plan and act in parallel under one Guard — as YAML text.
+
+    Args:
+        name: the tree's name
+        guard: the Guard's name
+        conditions: the Guard's conditions, a YAML flow sequence as written in a tree file
+        on_trip: the Guard's ``on_trip``, or None to leave it at its default
+        leaves: the children of the "Plan and act" Parallel, each a YAML flow mapping
+    """
+    trip = f"\n      on_trip: {on_trip}" if on_trip is not None else ""
+    children = ", ".join(leaves)
+    return f"""\
+version: 1
+name: {name}
+root:
+  type: Sequence
+  name: Turn
+  memory: true
+  children:
+    - {{type: Listen}}
+    - type: Guard
+      name: {guard}
+      conditions: {conditions}{trip}
+      child:
+        type: Parallel
+        name: Plan and act
+        policy: success_on_all
+        children: [{children}]
+"""
+
+
 # =====================================================================================================
 # 1. The red-team suite
 # =====================================================================================================
@@ -568,31 +604,11 @@ def test_human_steps_into_the_path_hold_then_resume(tmp_path: Path) -> None:
     assert read_audit(h.audit_path)
 
 
-PEOPLE_FAIL_TREE = """\
-version: 1
-name: people_fail
-root:
-  type: Sequence
-  name: Turn
-  memory: true
-  children:
-    - {type: Listen}
-    - type: Guard
-      name: People
-      conditions: [{human_clearance: {min_distance: 0.5}}]
-      on_trip: fail
-      child:
-        type: Parallel
-        name: Plan and act
-        policy: success_on_all
-        children: [{type: Ask}, {type: ParseIntent}, {type: ExecutePlan}]
-"""
-
-
 def test_human_steps_into_the_path_fail_guard_fails(tmp_path: Path) -> None:
     """Guard with on_trip: fail: stop within one tick, the Guard returns FAILURE, nothing more is sent."""
     tree = tmp_path / "people_fail.yaml"
-    tree.write_text(PEOPLE_FAIL_TREE, encoding="utf-8")
+    tree.write_text(turn_tree("people_fail", "People", "[{human_clearance: {min_distance: 0.5}}]", on_trip="fail"),
+                    encoding="utf-8")
     h = harness(tmp_path, kitchen_plan(), ["go to the kitchen"], tree=tree)
     h.sim.add_human("bob", (9.0, 9.0, 0.0))
     state: dict[str, int] = {}
@@ -696,31 +712,10 @@ def test_low_battery_stops_the_robot(tmp_path: Path) -> None:
     assert any("battery" in t["text"] for t in result.dialogue if t["role"] == "robot")
 
 
-SPEED_GUARD_TREE = """\
-version: 1
-name: slow_zone
-root:
-  type: Sequence
-  name: Turn
-  memory: true
-  children:
-    - {type: Listen}
-    - type: Guard
-      name: Slow
-      conditions: [{speed_at_most: 0.3}]
-      on_trip: fail
-      child:
-        type: Parallel
-        name: Plan and act
-        policy: success_on_all
-        children: [{type: Ask}, {type: ParseIntent}, {type: ExecutePlan}]
-"""
-
-
 def test_speed_at_most_trips_when_the_robot_drives_faster(tmp_path: Path) -> None:
     """speed_at_most: 0.3 while the simulator drives at 0.5 m/s must trip and stop the robot."""
     tree = tmp_path / "slow.yaml"
-    tree.write_text(SPEED_GUARD_TREE, encoding="utf-8")
+    tree.write_text(turn_tree("slow_zone", "Slow", "[{speed_at_most: 0.3}]", on_trip="fail"), encoding="utf-8")
     h = harness(tmp_path, kitchen_plan(), ["go to the kitchen"], tree=tree)
     result = h.execute()
     speeds = [math.dist(a.pose[:2], b.pose[:2]) / (b.sim_time - a.sim_time)
@@ -1140,34 +1135,12 @@ def make_config_dir(tmp_path: Path) -> Path:
     return directory
 
 
-RAISING_TREE = """\
-version: 1
-name: raising
-root:
-  type: Sequence
-  name: Turn
-  memory: true
-  children:
-    - {type: Listen}
-    - type: Guard
-      name: Safety
-      conditions: [estop_released]
-      child:
-        type: Parallel
-        name: Plan and act
-        policy: success_on_all
-        children:
-          - {type: Ask}
-          - {type: ParseIntent}
-          - {type: ExecutePlan}
-          - {type: tests.helpers.raising.RaiseWhileMoving}
-"""
-
-
 def test_exception_in_a_leaf_mid_navigation_stops_safely_and_exits_1(tmp_path: Path) -> None:
     config = make_config_dir(tmp_path)
     tree, script, audit = tmp_path / "raising.yaml", tmp_path / "bedroom.yaml", tmp_path / "audit.jsonl"
-    tree.write_text(RAISING_TREE, encoding="utf-8")
+    tree.write_text(turn_tree("raising", "Safety", "[estop_released]",
+                              leaves=(*PLAN_AND_ACT, "{type: tests.helpers.raising.RaiseWhileMoving}")),
+                    encoding="utf-8")
     script.write_text(BEDROOM, encoding="utf-8")
     proc = popen_cli("--config", str(config), "run", str(tree), "--llm", f"scripted:{script}",
                      "--say", "go to the bedroom", "--audit", str(audit), "--json", "--time-scale", "1")
@@ -1216,33 +1189,11 @@ def test_model_connection_lost_mid_plan_is_reported_to_the_user(
         f"the robot stopped half-way without telling the user why: {robot_turns}"
 
 
-ASK_TIMEOUT_TREE = """\
-version: 1
-name: slow_model
-root:
-  type: Sequence
-  name: Turn
-  memory: true
-  children:
-    - {type: Listen}
-    - type: Guard
-      name: Safety
-      conditions: [estop_released]
-      child:
-        type: Parallel
-        name: Plan and act
-        policy: success_on_all
-        children:
-          - {type: Ask, timeout: 1.5}
-          - {type: ParseIntent}
-          - {type: ExecutePlan}
-"""
-
-
 def test_model_stalls_mid_plan_ask_fails_and_the_robot_stops(tmp_path: Path) -> None:
     """The model streams so slowly that Ask gives up while the first step drives: safe stop, exit 1."""
     tree, script, audit = tmp_path / "slow.yaml", tmp_path / "slow_script.yaml", tmp_path / "audit.jsonl"
-    tree.write_text(ASK_TIMEOUT_TREE, encoding="utf-8")
+    tree.write_text(turn_tree("slow_model", "Safety", "[estop_released]",
+                              leaves=("{type: Ask, timeout: 1.5}", *PLAN_AND_ACT[1:])), encoding="utf-8")
     script.write_text(yaml.safe_dump({
         "pace": {"first_token_s": 0.0, "tokens_per_s": 40},
         "responses": [{"tool_calls": [{"name": "navigate", "arguments": '{"target": "bedroom"}'},
