@@ -4,7 +4,8 @@
 LOCALHOST discovery that ``conftest.py`` sets, so processes of different
 tests never meet. ``Proc`` runs a command and collects its output lines;
 ``Probe`` is a ROS participant the test drives (``probe.py``); ``SimNodeProc``
-starts ``vla-bt sim-node`` and reads its event log. ``helper_proc`` starts
+starts ``vla-bt sim-node`` through the launcher ``vla-bt bench`` uses
+(``vla_bt.ros.bench.SimNodeProcess``) and reads its event log. ``helper_proc`` starts
 one of the scripts next to this file; ``json_lines`` reads what it printed.
 """
 
@@ -21,6 +22,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from vla_bt.ros.bench import SimNodeProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 HELPERS = Path(__file__).resolve().parent
@@ -152,35 +155,62 @@ def json_lines(process: Proc, kind: str | None = None) -> list[dict[str, Any]]:
     return [r for r in records if kind is None or r["kind"] == kind]
 
 
-class SimNodeProc(Proc):
-    """``vla-bt sim-node`` with an event log; started and ready when constructed.
+class SimNodeProc(SimNodeProcess):
+    """``vla-bt sim-node`` (``SimNodeProcess`` of ``vla_bt.ros.bench``) with an event log; ready when constructed.
+
+    Its output goes to ``sim_node.out`` and ``sim_node.err`` in ``tmp_path``; when it does not start, it is
+    stopped and the ``RuntimeError`` of ``wait_ready`` (with the end of that output) raised.
 
     Args:
-        tmp_path: where the event log goes
+        tmp_path: where the event log and its output go
         env: the ROS environment
         *args: more options (``--time-scale 10`` …)
     """
 
     def __init__(self, tmp_path: Path, env: dict[str, str], *args: str):
         self.events_path = tmp_path / "sim_events.jsonl"
-        super().__init__([sys.executable, "-m", "vla_bt.ros", "sim-node", "--events", str(self.events_path), *args],
-                         env)
-        self.wait_line(lambda line: line.startswith("sim-node ready"), timeout=30)
+        super().__init__(tmp_path, env, "--events", str(self.events_path), *args, cwd=ROOT)
+        try:
+            self.wait_ready(30)
+        except BaseException:
+            self.stop()
+            raise
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """The events logged so far.
+
+        Args:
+            kind: only the events of this kind (``goal``, ``result``, ``stop`` …); ``None`` for all
+
+        Returns:
+            the event records, oldest first
+        """
         if not self.events_path.exists():
             return []
         records = [json.loads(line) for line in self.events_path.read_text().splitlines() if line.strip()]
         return [r for r in records if kind is None or r["event"] == kind]
 
     def wait_event(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20.0) -> dict[str, Any]:
+        """The first logged event that satisfies ``predicate``, waiting for it.
+
+        Args:
+            predicate: what the event must satisfy
+            timeout: how many seconds at the most
+
+        Returns:
+            the event record
+
+        Raises:
+            AssertionError: none came within ``timeout``, with the last events and the node's output
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for record in self.events():
                 if predicate(record):
                     return record
             time.sleep(0.02)
-        raise AssertionError(f"no such sim event within {timeout} s; events: {self.events()[-15:]}")
+        raise AssertionError(f"no such sim event within {timeout} s; events: {self.events()[-15:]}; "
+                             f"sim node output: {self.output()}")
 
 
 class Probe(Proc):

@@ -163,34 +163,59 @@ def ros_environment(domain: int, log_dir: Path) -> Iterator[dict[str, str]]:
 
 
 class SimNodeProcess:
-    """``python -m vla_bt.ros sim-node`` in a child process, its output in files.
+    """``python -m vla_bt.ros sim-node`` in a child process, its output in files; started when constructed.
+
+    ``vla-bt bench`` measures against it; the ROS tests run their sim node through it too.
 
     Args:
-        folder: where its output goes
+        folder: where its output goes (``sim_node.out``, ``sim_node.err``)
         env: its environment
-        ros_config: the ``ros2.yaml`` both sides use
-        world: the world file it serves ("" = its default)
+        *options: the command's options (``--ros-config FILE``, ``--world FILE``, ``--events FILE`` …)
+        cwd: its working directory (where it looks for ``config/``); ``None`` for this process's
     """
 
-    def __init__(self, folder: Path, env: dict[str, str], ros_config: Path, world: str = ""):
+    READY = "sim-node ready"
+    """The start of the line it prints once its node serves."""
+
+    def __init__(self, folder: Path, env: dict[str, str], *options: str, cwd: Path | None = None):
         self.out, self.err = folder / "sim_node.out", folder / "sim_node.err"
-        args = [sys.executable, "-m", "vla_bt.ros", "sim-node", "--ros-config", str(ros_config)]
-        if world:
-            args += ["--world", world]
+        args = [sys.executable, "-m", "vla_bt.ros", "sim-node", *options]
         with self.out.open("w") as out, self.err.open("w") as err:
-            self.process = subprocess.Popen(args, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=err,
+                                            stdin=subprocess.DEVNULL)
+
+    def output(self, limit: int = 600) -> str:
+        """The end of what it printed so far.
+
+        Args:
+            limit: how many characters of each stream at the most
+
+        Returns:
+            ``stdout: …; stderr: …`` (only the streams it printed to), or ``(no output)``
+        """
+        parts = [f"{name}: {text}" for name, path in (("stdout", self.out), ("stderr", self.err))
+                 if (text := path.read_text(errors="replace")[-limit:].strip())]
+        return "; ".join(parts) or "(no output)"
 
     def wait_ready(self, timeout: float) -> None:
         """Wait for its ``sim-node ready`` line.
 
+        Args:
+            timeout: how many seconds at the most
+
         Raises:
-            RuntimeError: it ended or stayed silent, with the end of its error output
+            RuntimeError: it ended, or was not ready within ``timeout``; with the end of its output
         """
         deadline = time.monotonic() + timeout
-        while "sim-node ready" not in self.out.read_text():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                tail = self.err.read_text()[-600:].strip()
-                raise RuntimeError(f"the sim node did not start (exit code {self.process.poll()}): {tail}")
+        while True:
+            code = self.process.poll()  # before reading: once it has ended, the files hold all it printed
+            if self.READY in self.out.read_text(errors="replace"):
+                return
+            if code is not None:
+                raise RuntimeError(f"the sim node did not start (exit code {code}): {self.output()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the sim node did not start within {timeout:g} s (still running): "
+                                   f"{self.output()}")
             time.sleep(0.02)
 
     def stop(self) -> None:
@@ -391,7 +416,8 @@ def _run_trials(trials: int, world: World | None, domain: int) -> tuple[list[Tri
         env = stack.enter_context(ros_environment(domain, folder))
         ros_config = _ros2_config(world, folder)
         config = load_ros2_config(ros_config)
-        sim = SimNodeProcess(folder, env, ros_config, world_file)
+        sim = SimNodeProcess(folder, env, "--ros-config", str(ros_config),
+                             *(["--world", world_file] if world_file else []))
         stack.callback(sim.stop)
         host = StampingHost("vla_bt_bench", config.namespace)
         stack.callback(host.stop)
