@@ -407,3 +407,17 @@ def test_speech_output_speaks_robot_turns_to_a_file(tmp_path: Path, recognizer: 
     noisy = audio.samples + np.random.default_rng(1).normal(0, 0.003, len(audio.samples)).astype(np.float32)
     assert recognizer.transcribe(VoiceActivity().trim(noisy)[0]) == "go to the kitchen"  # type: ignore[index]
     speaker.close()
+
+
+def test_merged_sources_hand_out_each_utterance_and_share_the_wake_up() -> None:
+    from vla_bt.speech import MergedUtterances, ScriptedUtterances
+
+    typed, spoken = ScriptedUtterances(["stop"]), ScriptedUtterances(["go to the kitchen", "thanks"])
+    spoken.wake = None  # type: ignore[attr-defined]  # a source that can wake the runner
+    merged = MergedUtterances(typed, spoken)
+    woken: list[str] = []
+    merged.wake = lambda: woken.append("now")
+    assert spoken.wake is merged.wake and not hasattr(typed, "wake")  # given only to sources that wake
+    assert [merged.poll() for _ in range(4)] == ["stop", "go to the kitchen", "thanks", None]
+    assert merged.exhausted
+    assert not MergedUtterances(typed, ScriptedUtterances(["later"])).exhausted

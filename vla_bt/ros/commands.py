@@ -126,6 +126,24 @@ def _estop_topic(node: Any, topic: str, estop: Any) -> Any:
     return node.create_subscription(Bool, topic, lambda m: (estop.press if m.data else estop.release)(), qos())
 
 
+def _heard_utterances(node: Any, config: Any, world: Any, registry: Any, session: Any) -> Any:
+    """What the user says: the utterance topic, and the audio topic recognised offline when one is set."""
+    from vla_bt.speech import MergedUtterances, RecognizerError, command_recognizer
+
+    from .audio import RosAudioUtterances
+    from .dialogue import RosUtterances
+    from .messages import InterfaceError
+
+    typed = RosUtterances(node, config.dialogue.utterances)
+    if not config.dialogue.audio.topic:
+        return typed
+    try:
+        spoken = RosAudioUtterances(node, config.dialogue.audio, command_recognizer(world, registry, session))
+    except (InterfaceError, RecognizerError) as error:
+        raise _bad_input(f"dialogue.audio ({config.dialogue.audio.topic}): {error}") from None
+    return MergedUtterances(typed, spoken)
+
+
 def run_ros(args: argparse.Namespace, registry: Any = None) -> int:
     """``vla-bt ros``: run a tree inside a ROS 2 node.
 
@@ -148,7 +166,7 @@ def run_ros(args: argparse.Namespace, registry: Any = None) -> int:
     from vla_bt.tree.loader import TreeLoader
 
     from .behaviours import register
-    from .dialogue import RepliesPublisher, RosUtterances
+    from .dialogue import RepliesPublisher
     from .messages import InterfaceError
     from .node import NodeHost, use_host
     from .status import TreeStatusPublisher
@@ -174,7 +192,7 @@ def run_ros(args: argparse.Namespace, registry: Any = None) -> int:
         except OSError as error:
             raise _bad_input(str(error)) from None
         utterances = ScriptedUtterances(args.say) if args.say is not None else \
-            RosUtterances(node, config.dialogue.utterances)
+            _heard_utterances(node, config, world, registry, session)
         run = assemble(loaded, registry, world=world, utterances=utterances, robot=robot, session=session,
                        audit=audit, rate_hz=args.rate, max_seconds=args.max_seconds, estop=estop,
                        policy=load_safety_policy(config_dir(getattr(args, "config", None))))

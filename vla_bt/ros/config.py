@@ -24,6 +24,8 @@ from vla_bt.tree.yamlsrc import LMap, read_located, schema_diagnostics
 
 FILENAME = "ros2.yaml"
 POSE_TYPES = ("nav_msgs/msg/Odometry", "geometry_msgs/msg/PoseStamped", "geometry_msgs/msg/PoseWithCovarianceStamped")
+AUDIO_TYPES = ("audio_common_msgs/msg/AudioData", "std_msgs/msg/UInt8MultiArray", "std_msgs/msg/Int16MultiArray")
+AUDIO_ENCODINGS = ("S16LE", "F32LE")
 
 
 @dataclass
@@ -105,16 +107,38 @@ class PerceptionConfig:
 
 
 @dataclass
+class AudioConfig:
+    """Raw speech audio from a topic, recognised by the tree's node (as a microphone would be).
+
+    Args:
+        topic: topic name ("" = none: only the utterance topic is heard)
+        type: one of ``AUDIO_TYPES``; its ``data`` holds the PCM samples
+        sample_rate: samples per second of each channel
+        channels: interleaved channels (mixed down to one)
+        encoding: ``S16LE`` (signed 16-bit little-endian, the usual) or ``F32LE`` in byte arrays;
+            ``Int16MultiArray`` carries 16-bit samples whatever this says
+    """
+
+    topic: str = ""
+    type: str = "audio_common_msgs/msg/AudioData"
+    sample_rate: int = 16000
+    channels: int = 1
+    encoding: str = "S16LE"
+
+
+@dataclass
 class DialogueConfig:
-    """Speech as ``std_msgs/msg/String`` topics.
+    """Speech as ``std_msgs/msg/String`` topics, and optionally raw audio.
 
     Args:
         utterances: what the user said (in); an empty string means no more utterances will come
         replies: what the robot says (out)
+        audio: speech audio to recognise (in), beside the utterance topic
     """
 
     utterances: str = "speech/utterance"
     replies: str = "speech/reply"
+    audio: AudioConfig = field(default_factory=AudioConfig)
 
 
 @dataclass
@@ -169,7 +193,8 @@ def _schema(cls: type) -> dict[str, Any]:
     """A strict JSON Schema of a config dataclass, from its field types."""
     props: dict[str, Any] = {}
     kinds = {"str": {"type": "string"}, "float": {"type": "number"}, "bool": {"type": "boolean"},
-             "float | None": {"type": ["number", "null"], "exclusiveMinimum": 0}}
+             "float | None": {"type": ["number", "null"], "exclusiveMinimum": 0},
+             "int": {"type": "integer", "minimum": 1}}
     for f in dataclasses.fields(cls):
         if f.name == "path":
             continue
@@ -179,6 +204,9 @@ def _schema(cls: type) -> dict[str, Any]:
             props[f.name] = dict(kinds[str(f.type)])
     if cls is PoseConfig:
         props["type"] = {"enum": list(POSE_TYPES)}
+    if cls is AudioConfig:
+        props["type"] = {"enum": list(AUDIO_TYPES)}
+        props["encoding"] = {"enum": list(AUDIO_ENCODINGS)}
     return {"type": "object", "properties": props, "additionalProperties": False}
 
 

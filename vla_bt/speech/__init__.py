@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .text import ConsoleUtterances, ScriptedUtterances, UtteranceSource
+from .text import ConsoleUtterances, MergedUtterances, ScriptedUtterances, UtteranceSource
 
 _LAZY = {
     "Audio": "audio", "AudioError": "audio", "read_wav": "audio", "read_wavs": "audio",
@@ -16,11 +16,13 @@ _LAZY = {
     "SphinxRecognizer": "recognizer", "WhisperRecognizer": "recognizer", "RecognizerError": "recognizer",
     "make_recognizer": "recognizer", "speech_jsgf": "recognizer",
     "SphinxStream": "recognizer", "Segmenter": "segmenter", "Endpointing": "segmenter", "Heard": "segmenter",
-    "AudioFileUtterances": "sources", "MicrophoneUtterances": "sources", "Utterance": "sources",
+    "AudioFileUtterances": "sources", "MicrophoneUtterances": "sources", "LiveUtterances": "sources",
+    "Utterance": "sources",
     "RecordingQueue": "sources", "synthesize": "tts",
     "RealtimeAudioUtterances": "realtime_audio",
     "EspeakSpeaker": "tts", "DialogueSpeaker": "tts", "SpeechOutputError": "tts",
     "audio_utterances": "wiring", "speech_output": "wiring", "command_grammar": "wiring",
+    "command_recognizer": "wiring",
 }
 
 
@@ -33,4 +35,4 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(f".{module}", __name__), name)
 
 
-__all__ = ["ConsoleUtterances", "ScriptedUtterances", "UtteranceSource", *_LAZY]
+__all__ = ["ConsoleUtterances", "MergedUtterances", "ScriptedUtterances", "UtteranceSource", *_LAZY]

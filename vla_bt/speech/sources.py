@@ -7,8 +7,10 @@ never blocks the tick; recognition runs on a worker thread.
   is one utterance. Silence (no speech found) gives no utterance: the source
   stays quiet for the file's length, then goes on, so a ``Confirm`` waiting
   for an answer hears nothing and its timeout counts as no.
-- :class:`MicrophoneUtterances`: speech from the default input device,
-  segmented by voice activity (needs ``sounddevice``; optional).
+- :class:`LiveUtterances`: a live stream of audio chunks (pushed by any
+  producer, e.g. a ROS 2 audio topic), segmented by voice activity.
+- :class:`MicrophoneUtterances`: speech from the default input device
+  (needs ``sounddevice``; optional).
 
 Each utterance heard is recorded as an :class:`Utterance` with the end of
 speech as a wall-clock time, from which ``voice_to_command_ms`` is measured.
@@ -235,8 +237,91 @@ class AudioFileUtterances(RecordingQueue):
                          first.ended_by)
 
 
-class MicrophoneUtterances:
-    """Live speech from a microphone, cut into utterances by voice activity.
+class LiveUtterances:
+    """Speech arriving as a live stream of audio chunks, cut into utterances by voice activity.
+
+    The base of the microphone and of ROS 2 audio topics: whatever delivers the
+    audio calls :meth:`push` (from any thread); a worker thread segments and
+    recognises it while the user speaks.
+
+    Args:
+        recognizer: speech-to-text (recognising while the user speaks, when it can)
+        source: what the utterances are recorded as coming from ("microphone", "ros:/audio")
+        vad: the voice activity settings (``silence_ms`` ends an unfinished command)
+        endpointing: the shorter pauses that end a whole command, and the longest utterance
+        wake: called when an utterance is ready
+        muted: while this returns true (the robot is speaking), audio is ignored
+
+    ``start()`` starts the worker (call it from ``setup()`` time, not ``__init__``);
+    ``close()`` stops it once the audio pushed so far is heard. Silence gives no utterance.
+    """
+
+    def __init__(self, recognizer: Recognizer, source: str, *, vad: VoiceActivity | None = None,
+                 endpointing: Endpointing | None = None, wake: Callable[[], None] | None = None,
+                 muted: Callable[[], bool] | None = None):
+        self.recognizer = recognizer
+        self.source = source
+        self.vad = vad or VoiceActivity()
+        self.endpointing = endpointing or Endpointing()
+        self.wake = wake
+        self.muted = muted or (lambda: False)
+        self.heard: list[Utterance] = []
+        self._texts: queue.Queue[str] = queue.Queue()
+        self._audio: queue.Queue[np.ndarray | None] = queue.Queue()
+        self._worker: threading.Thread | None = None
+
+    def start(self) -> LiveUtterances:
+        """Start hearing what is pushed."""
+        if self._worker is None:
+            self._worker = threading.Thread(target=self.feed_loop, args=(self._audio,),
+                                            name=f"vla-bt-{self.source}", daemon=True)
+            self._worker.start()
+        return self
+
+    def push(self, samples: np.ndarray) -> None:
+        """Hand over the next chunk of audio: mono float32 in [-1, 1] at ``SAMPLE_RATE``; never blocks."""
+        self._audio.put(samples)
+
+    def close(self, timeout: float | None = 5.0) -> None:
+        """Stop hearing, after what was already pushed (waits up to ``timeout`` seconds for it)."""
+        self._audio.put(None)
+        if self._worker is not None:
+            self._worker.join(timeout)
+
+    def poll(self) -> str | None:
+        try:
+            return self._texts.get_nowait()
+        except queue.Empty:
+            return None
+
+    @property
+    def exhausted(self) -> bool:
+        return False
+
+    def feed_loop(self, chunks: queue.Queue[np.ndarray | None]) -> None:
+        """Cut chunks into utterances until ``None`` arrives (the worker; also for tests)."""
+        segmenter = Segmenter(self.recognizer, self.vad, self.endpointing)
+        began = time.time()
+        while (chunk := chunks.get()) is not None:
+            if self.muted():
+                segmenter.skip(chunk)
+                continue
+            for heard in segmenter.feed(chunk):
+                self._utterance(heard, began)
+        for heard in segmenter.finish():
+            self._utterance(heard, began)
+
+    def _utterance(self, heard: Heard, began: float) -> None:
+        self.heard.append(Utterance(heard.text, self.source, heard.speech, began + heard.speech.end, time.time(),
+                                    began, heard.ended_by))
+        if heard.text:
+            self._texts.put(heard.text)
+            if self.wake is not None:
+                self.wake()
+
+
+class MicrophoneUtterances(LiveUtterances):
+    """Live speech from a microphone (``vla-bt run --microphone``).
 
     Args:
         recognizer: speech-to-text (recognising while the user speaks, when it can)
@@ -248,23 +333,15 @@ class MicrophoneUtterances:
 
     Needs ``pip install sounddevice`` and PortAudio (Debian: ``libportaudio2``).
     ``start()`` opens the device (call it from ``setup()`` time, not ``__init__``);
-    ``close()`` releases it. Silence gives no utterance.
+    ``close()`` releases it.
     """
 
     def __init__(self, recognizer: Recognizer, *, vad: VoiceActivity | None = None,
                  endpointing: Endpointing | None = None, device: Any = None, wake: Callable[[], None] | None = None,
                  muted: Callable[[], bool] | None = None):
-        self.recognizer = recognizer
-        self.vad = vad or VoiceActivity()
-        self.endpointing = endpointing or Endpointing()
+        super().__init__(recognizer, "microphone", vad=vad, endpointing=endpointing, wake=wake, muted=muted)
         self.device = device
-        self.wake = wake
-        self.muted = muted or (lambda: False)
-        self.heard: list[Utterance] = []
-        self._texts: queue.Queue[str] = queue.Queue()
-        self._audio: queue.Queue[np.ndarray | None] = queue.Queue()
         self._stream: Any = None
-        self._worker: threading.Thread | None = None
 
     def start(self) -> MicrophoneUtterances:
         """Open the input device and start listening.
@@ -279,7 +356,7 @@ class MicrophoneUtterances:
                                f"(and apt-get install libportaudio2): {exc}") from None
 
         def callback(data: np.ndarray, frames: int, when: Any, status: Any) -> None:
-            self._audio.put(np.array(data[:, 0], dtype=np.float32))
+            self.push(np.array(data[:, 0], dtype=np.float32))
 
         try:
             self._stream = sounddevice.InputStream(samplerate=SAMPLE_RATE, channels=1, dtype="float32",
@@ -288,51 +365,16 @@ class MicrophoneUtterances:
             self._stream.start()
         except Exception as exc:  # noqa: BLE001 - PortAudio's errors, named for the user
             raise RuntimeError(f"cannot open the microphone: {exc}") from None
-        self._worker = threading.Thread(target=self._listen, name="vla-bt-microphone", daemon=True)
-        self._worker.start()
+        super().start()
         return self
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = 5.0) -> None:
         """Stop listening and release the device."""
         if self._stream is not None:
             self._stream.stop()
             self._stream.close()
             self._stream = None
-        self._audio.put(None)
-
-    def poll(self) -> str | None:
-        try:
-            return self._texts.get_nowait()
-        except queue.Empty:
-            return None
-
-    @property
-    def exhausted(self) -> bool:
-        return False
-
-    def _listen(self) -> None:
-        self.feed_loop(self._audio)
-
-    def feed_loop(self, chunks: queue.Queue[np.ndarray | None]) -> None:
-        """Cut chunks into utterances until ``None`` arrives (the microphone's worker; also for tests)."""
-        segmenter = Segmenter(self.recognizer, self.vad, self.endpointing)
-        began = time.time()
-        while (chunk := chunks.get()) is not None:
-            if self.muted():
-                segmenter.skip(chunk)
-                continue
-            for heard in segmenter.feed(chunk):
-                self._utterance(heard, began)
-        for heard in segmenter.finish():
-            self._utterance(heard, began)
-
-    def _utterance(self, heard: Heard, began: float) -> None:
-        self.heard.append(Utterance(heard.text, "microphone", heard.speech, began + heard.speech.end, time.time(),
-                                    began, heard.ended_by))
-        if heard.text:
-            self._texts.put(heard.text)
-            if self.wake is not None:
-                self.wake()
+        super().close(timeout)
 
 
-__all__ = ["AudioFileUtterances", "MicrophoneUtterances", "RecordingQueue", "Utterance"]
+__all__ = ["AudioFileUtterances", "LiveUtterances", "MicrophoneUtterances", "RecordingQueue", "Utterance"]

@@ -9,7 +9,7 @@ import queue
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol, TextIO
 
 
@@ -73,3 +73,46 @@ class ConsoleUtterances:
     @property
     def exhausted(self) -> bool:
         return self._closed and self._lines.empty()
+
+
+class MergedUtterances:
+    """Utterances from several sources at once, each handed out as soon as its source has it.
+
+    For a robot that can be both spoken to and typed to (an audio topic beside a
+    text topic). Sources are polled in the order given; the merge is exhausted
+    when all of them are.
+
+    Args:
+        sources: the sources to hear
+
+    Example::
+
+        utterances = MergedUtterances(RosUtterances(node, "speech/utterance"), RosAudioUtterances(...))
+    """
+
+    def __init__(self, *sources: UtteranceSource):
+        self.sources = sources
+        self._wake: Callable[[], None] | None = None
+
+    @property
+    def wake(self) -> Callable[[], None] | None:
+        """Called when an utterance is ready; given to every source that can call it."""
+        return self._wake
+
+    @wake.setter
+    def wake(self, callback: Callable[[], None] | None) -> None:
+        self._wake = callback
+        for source in self.sources:
+            if hasattr(source, "wake"):
+                source.wake = callback  # type: ignore[attr-defined]
+
+    def poll(self) -> str | None:
+        for source in self.sources:
+            text = source.poll()
+            if text is not None:
+                return text
+        return None
+
+    @property
+    def exhausted(self) -> bool:
+        return all(source.exhausted for source in self.sources)

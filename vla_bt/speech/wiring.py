@@ -58,12 +58,28 @@ def audio_utterances(paths: Sequence[str | os.PathLike[str]], *, llm: str = "loc
     backend = getattr(session, "backend", None)
     if llm == "realtime" and backend is not None and hasattr(backend, "hear"):
         return RealtimeAudioUtterances(paths, backend, session.bridge, paced=paced, wake=wake)
-    source = AudioFileUtterances(paths, make_recognizer(command_grammar(world, registry, session), whisper_model),
-                                 paced=paced, wake=wake)
-    load = getattr(source.recognizer, "load", None)
+    return AudioFileUtterances(paths, command_recognizer(world, registry, session, whisper_model),
+                               paced=paced, wake=wake)
+
+
+def command_recognizer(world: Any, registry: Any, session: Any = None,
+                       whisper_model: str | Path | None = None) -> Any:
+    """The offline recogniser of the command grammar, ready to hear (for files, a microphone, a ROS 2 topic).
+
+    Args:
+        world: the world (its names make the speech grammar)
+        registry: the node registry (its skills and phrasings make the speech grammar)
+        session: the model session, whose local planner's grammar is used when it has one
+        whisper_model: a faster-whisper model directory, for open vocabulary
+
+    Raises:
+        RecognizerError: the recogniser cannot be set up
+    """
+    recognizer = make_recognizer(command_grammar(world, registry, session), whisper_model)
+    load = getattr(recognizer, "load", None)
     if load is not None:
         load()  # compile the grammar now, not when the first utterance waits for it
-    return source
+    return recognizer
 
 
 def speech_output(voice: str = "en-us") -> DialogueSpeaker:
@@ -75,4 +91,4 @@ def speech_output(voice: str = "en-us") -> DialogueSpeaker:
     return DialogueSpeaker(EspeakSpeaker(voice=voice))
 
 
-__all__ = ["audio_utterances", "command_grammar", "speech_output"]
+__all__ = ["audio_utterances", "command_grammar", "command_recognizer", "speech_output"]
