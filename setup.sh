@@ -27,8 +27,8 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
 fi
 
 # System packages: Graphviz draws trees (svg/png); venv and pip for the virtual environment.
-# The test suite also makes speech with espeak-ng and sox, drives Chromium headless,
-# and builds ROS 2 interface packages with cmake and a C compiler.
+# The test suite also makes speech with espeak-ng and sox, opens PortAudio (the microphone),
+# drives Chromium headless, and builds ROS 2 interface packages with cmake and a C compiler.
 missing=()
 command -v dot >/dev/null || missing+=(graphviz)
 "$python" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv python3-pip)
@@ -39,6 +39,7 @@ if ((dev)); then
   command -v chromedriver >/dev/null || missing+=(chromium-driver)
   command -v cmake >/dev/null || missing+=(cmake)
   command -v g++ >/dev/null || missing+=(g++)
+  ldconfig -p 2>/dev/null | grep -q 'libportaudio\.so\.2' || missing+=(libportaudio2)
 fi
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

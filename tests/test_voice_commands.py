@@ -136,6 +136,23 @@ def test_the_command_line_refuses_a_bad_recording_by_name(tmp_path: Path) -> Non
     assert "order.wav" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_microphone_that_cannot_be_opened_is_named_with_the_devices_there_are() -> None:
+    done = subprocess.run([sys.executable, "-m", "vla_bt", "run", str(ROOT / "trees" / "assistant.yaml"),
+                           "--microphone", "no-such-microphone"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "--microphone: cannot open the microphone (input device 'no-such-microphone')" in done.stderr
+    assert "input devices: " in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_microphone_and_scripted_speech_are_not_mixed() -> None:
+    done = subprocess.run([sys.executable, "-m", "vla_bt", "run", str(ROOT / "trees" / "assistant.yaml"),
+                           "--microphone", "--say", "go to the kitchen"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert "--microphone: give either a microphone, or --say / --audio, not both" in done.stderr
+
+
 def test_a_recording_without_a_noise_floor_is_recognised(speech: SpeechMaker, recognizer: SphinxRecognizer,
                                                          tmp_path: Path) -> None:
     """espeak-ng's exact digital silence, straight from the synthesiser: read_wav gives it a noise floor."""

@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the next utterance Listen receives (repeat for several turns)")
     run.add_argument("--audio", action="append", default=None, metavar="FILE.wav",
                      help="recorded speech: the next utterance, transcribed offline (repeat for several turns)")
+    run.add_argument("--microphone", nargs="?", const="", default=None, metavar="DEVICE",
+                     help="live speech from a microphone, recognised offline while the user speaks "
+                          "(needs sounddevice; DEVICE: a name or number, default the system's input)")
     run.add_argument("--speak", action="store_true", help="speak robot turns through espeak-ng")
     run.add_argument("--llm", default="local", metavar="BACKEND",
                      help="local (embedded planner, default) | realtime | chat | scripted:FILE.yaml")
@@ -194,6 +197,21 @@ def _existing(path: str) -> Path:
 
 # -- commands --------------------------------------------------------------------
 
+def _microphone(args: argparse.Namespace, registry: Registry, world: Any, session: Any) -> Any:
+    """The live microphone of ``--microphone [DEVICE]``, listening (exit 2 when it cannot)."""
+    from vla_bt.speech import MicrophoneUtterances, RecognizerError, command_recognizer
+
+    if args.audio is not None or args.say is not None:
+        raise BadInputError("--microphone: give either a microphone, or --say / --audio, not both")
+    device: Any = args.microphone or None
+    if isinstance(device, str) and device.isdigit():
+        device = int(device)
+    try:
+        return MicrophoneUtterances(command_recognizer(world, registry, session), device=device).start()
+    except (RecognizerError, RuntimeError) as error:
+        raise BadInputError(f"--microphone: {error}") from None
+
+
 def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     from vla_bt.app import assemble, make_robot, needs_model
     from vla_bt.guards.audit import AuditLog
@@ -215,7 +233,9 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
         audit = AuditLog(args.audit) if args.audit else AuditLog()
     except (ValueError, OSError) as error:
         raise BadInputError(str(error)) from None
-    if args.audio is not None:
+    if args.microphone is not None:
+        utterances = _microphone(args, registry, world, session)
+    elif args.audio is not None:
         from vla_bt.speech import AudioError, RecognizerError, audio_utterances
 
         try:
@@ -236,9 +256,14 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
         from vla_bt.speech import SpeechOutputError, speech_output
 
         try:
-            loaded.tree.add_post_tick_handler(speech_output().post_tick)
+            speaker = speech_output()
         except SpeechOutputError as error:
             raise BadInputError(str(error)) from None
+        loaded.tree.add_post_tick_handler(speaker.post_tick)
+        if args.microphone is not None:
+            utterances.muted = lambda: speaker.speaker.speaking  # the robot does not hear itself
+    if args.microphone is not None:
+        run.runner.shutdown_hooks.append(utterances.close)
     if args.session:
         from vla_bt.session_file import SessionFile
 

@@ -364,7 +364,8 @@ class MicrophoneUtterances(LiveUtterances):
                                                    callback=callback)
             self._stream.start()
         except Exception as exc:  # noqa: BLE001 - PortAudio's errors, named for the user
-            raise RuntimeError(f"cannot open the microphone: {exc}") from None
+            which = "the default input" if self.device is None else f"input device {self.device!r}"
+            raise RuntimeError(f"cannot open the microphone ({which}): {exc}; {_inputs(sounddevice)}") from None
         super().start()
         return self
 
@@ -375,6 +376,15 @@ class MicrophoneUtterances(LiveUtterances):
             self._stream.close()
             self._stream = None
         super().close(timeout)
+
+
+def _inputs(sounddevice: Any) -> str:
+    """The input devices PortAudio knows, for an error message."""
+    try:
+        found = [f"{d['index']}: {d['name']}" for d in sounddevice.query_devices() if d["max_input_channels"] > 0]
+    except Exception:  # noqa: BLE001 - only a hint in an error message
+        return "the input devices cannot be listed"
+    return "input devices: " + (", ".join(found) if found else "none found")
 
 
 __all__ = ["AudioFileUtterances", "LiveUtterances", "MicrophoneUtterances", "RecordingQueue", "Utterance"]
