@@ -321,6 +321,13 @@ def test_bad_max_seconds_names_the_option() -> None:
     assert "abc" in result.stderr
 
 
+def test_a_time_scale_beyond_a_million_is_refused_before_the_run() -> None:
+    """Regression: --time-scale 1e308 was accepted and the run could not be stopped."""
+    result = run_cli("run", "trees/hello.yaml", "--say", "hi", "--time-scale", "1e308")
+    assert result.returncode == 2
+    assert "--time-scale: expected at most 1e+06" in result.stderr and "'1e308'" in result.stderr
+
+
 def test_render_unknown_format_is_bad_input(tmp_path: Path) -> None:
     out = tmp_path / "x.gif"
     result = run_cli("render", "trees/fetch_object.yaml", "-o", str(out))

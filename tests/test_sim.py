@@ -485,6 +485,22 @@ def test_step_follows_the_clock_times_time_scale_in_fixed_steps(world: World) ->
     assert robot.sim_time == pytest.approx(6.12)
 
 
+def test_a_time_scale_too_fast_to_simulate_does_not_hold_the_tick(world: World) -> None:
+    """Regression: at --time-scale 1e308 one step() simulated for ever, so no deadline or signal ended the run."""
+    from vla_bt.robot.sim import MAX_STEPS_PER_CALL
+
+    clock = FakeClock(0.0)
+    robot = SimRobot(world, time_scale=1e308, clock=clock)
+    robot.setup(timeout=1.0)
+    handle = robot.navigate((2.0, 0.0, 0.0))
+    clock.now = 0.1
+    robot.step()
+    assert robot.sim_time == pytest.approx(MAX_STEPS_PER_CALL * robot.dt)  # fell behind, and returned
+    assert handle.state is ActionState.SUCCEEDED
+    robot.step()
+    assert robot.sim_time == pytest.approx(2 * MAX_STEPS_PER_CALL * robot.dt)  # goes on in the next call
+
+
 def test_step_before_setup_starts_the_clock_there(world: World) -> None:
     clock = FakeClock(50.0)
     robot = SimRobot(world, clock=clock)

@@ -51,7 +51,7 @@ def add_run_options(parser: argparse.ArgumentParser, *, session: str, estop_file
     parser.add_argument("--audit", metavar="FILE.jsonl", help="append the audit log here (one JSON object per line)")
     parser.add_argument("--session", metavar="FILE.json", help=session)
     parser.add_argument("--estop-file", metavar="PATH", help=estop_file)
-    parser.add_argument("--time-scale", type=positive_number, default=1.0, metavar="X", help=time_scale)
+    parser.add_argument("--time-scale", type=time_scale_number, default=1.0, metavar="X", help=time_scale)
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end, nothing else")
     parser.add_argument("--max-seconds", type=positive_number, metavar="S", help="stop after S seconds")
     parser.add_argument("--rate", type=positive_number, default=10.0, metavar="HZ", help="tick rate (default 10)")
@@ -65,6 +65,18 @@ def positive_number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+MAX_TIME_SCALE = 1e6
+
+
+def time_scale_number(text: str) -> float:
+    """argparse type of ``--time-scale``: a positive number up to ``MAX_TIME_SCALE``."""
+    value = positive_number(text)
+    if value > MAX_TIME_SCALE:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_TIME_SCALE:g} (a million times real time), "
+                                         f"got {text!r}")
     return value
 
 

@@ -38,6 +38,11 @@ from vla_bt.robot.geometry import EPS, find_path, format_xy, point_problem
 from vla_bt.robot.protocol import ActionState, Perception, Pose, RobotState
 from vla_bt.robot.world import Point, World, WorldObject
 
+MAX_STEPS_PER_CALL = 50_000
+"""The most steps one ``step()`` simulates (1000 s at ``dt`` 0.02): at a time scale the machine
+cannot keep up with, the simulator falls behind the clock instead of holding the tree's tick (and
+with it the stop, the deadline and the signals) for ever."""
+
 # ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
@@ -337,7 +342,7 @@ class SimRobot:
                 self.setup()
             assert self._started is not None
             self._target = max(self._target, (self._clock() - self._started) * self.time_scale)
-            self._run_to_target()
+            self._run_to_target(limit=MAX_STEPS_PER_CALL)
 
     def advance(self, sim_seconds: float) -> None:
         """Advance simulated time by ``sim_seconds`` regardless of the clock (exact stepping).
@@ -351,9 +356,13 @@ class SimRobot:
             self._target = max(self._target, self.sim_time) + sim_seconds
             self._run_to_target()
 
-    def _run_to_target(self) -> None:
+    def _run_to_target(self, limit: int | None = None) -> None:
+        steps = 0
         while (self._ticks + 1) * self.dt <= self._target + EPS:
+            if limit is not None and steps >= limit:
+                return  # behind the clock: the rest comes in the next calls, and the tree keeps ticking
             self._tick()
+            steps += 1
 
     def _tick(self) -> None:
         action = self._active
