@@ -1242,3 +1242,29 @@ def test_estop_file_released_with_zero_is_not_pressed(tmp_path: Path) -> None:
     assert estop.pressed, "an empty file exists: pressed"
     path.write_text("1", encoding="utf-8")
     assert estop.pressed
+
+
+def test_an_audit_log_that_cannot_be_written_still_stops_the_robot_and_keeps_the_dialogue(tmp_path: Path) -> None:
+    """Regression: the stop was recorded before it was sent, so a full disk kept the robot moving, and the
+    failing shutdown step left the session file unwritten, with a traceback."""
+    session = tmp_path / "session.json"
+    result = run_cli("run", "trees/fetch_object.yaml", "--say", "go to the kitchen", "--time-scale", "100",
+                     "--audit", "/dev/full", "--session", str(session), "--json")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "audit log /dev/full: cannot write: No space left on device" in result.stderr
+    report = one_json_object(result.stdout)
+    assert report["status"] == "FAILURE" and "audit log /dev/full" in report["reason"]
+    assert [c["skill"] for c in report["commands"]] == ["stop"]  # nothing unrecorded was sent; the stop was
+    saved = json.loads(session.read_text())
+    assert [turn["text"] for turn in saved["history"]] == ["go to the kitchen", "I'll go to the kitchen."]
+
+
+def test_an_audit_log_cut_mid_line_gets_its_new_records_on_lines_of_their_own(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_text('{"t": 1, "kind": "command"}\n{"t": 2, "kin')  # the last write was cut short
+    audit = AuditLog(path)
+    audit.write("safe_stop", reason="test")
+    audit.close()
+    lines = path.read_text().splitlines()
+    assert lines[:2] == ['{"t": 1, "kind": "command"}', '{"t": 2, "kin']
+    assert json.loads(lines[2])["kind"] == "safe_stop"

@@ -8,6 +8,7 @@ The API key and raw audio never reach this log: values are passed through
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -45,6 +46,10 @@ def trim(items: list[Any]) -> None:
         del items[: len(items) - MEMORY_LIMIT]
 
 
+class AuditWriteError(OSError):
+    """The audit log's file cannot be written (the event is still kept in memory)."""
+
+
 class AuditLog:
     """Appends audit events to a JSONL file (if given) and keeps them in memory.
 
@@ -64,6 +69,8 @@ class AuditLog:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("a", encoding="utf-8")
+            if _ends_mid_line(self.path):
+                self._file.write("\n")  # a record cut short before must not swallow the first new one
 
     def write(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Record one event; the line is on disk when this returns."""
@@ -72,8 +79,11 @@ class AuditLog:
             self.events.append(event)
             trim(self.events)
             if self._file is not None:
-                self._file.write(json.dumps(event, default=str, allow_nan=False) + "\n")
-                self._file.flush()
+                try:
+                    self._file.write(json.dumps(event, default=str, allow_nan=False) + "\n")
+                    self._file.flush()
+                except OSError as error:
+                    raise AuditWriteError(f"audit log {self.path}: cannot write: {error.strerror or error}") from None
         return event
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
@@ -82,5 +92,18 @@ class AuditLog:
     def close(self) -> None:
         with self._lock:
             if self._file is not None:
-                self._file.close()
+                with contextlib.suppress(OSError):  # what could not be written was reported when it failed
+                    self._file.close()
                 self._file = None
+
+
+def _ends_mid_line(path: Path) -> bool:
+    """Whether a file's last byte is something other than a newline (an interrupted last line)."""
+    try:
+        with path.open("rb") as file:
+            if file.seek(0, os.SEEK_END) == 0:
+                return False
+            file.seek(-1, os.SEEK_END)
+            return file.read(1) != b"\n"
+    except OSError:
+        return False  # not seekable (a pipe, a device): nothing to mend

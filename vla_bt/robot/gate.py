@@ -84,11 +84,18 @@ class CommandGate:
         return self._send("hand_over", {"to": human_id}, step, lambda a: self.robot.hand_over(a["to"]))
 
     def safe_stop(self, reason: str, step: str | None = None) -> None:
-        """Stop now. Never refused: stopping is always allowed."""
-        self.audit.write("safe_stop", reason=reason, step=step)
+        """Stop now. Never refused: stopping is always allowed.
+
+        The robot is stopped before the stop is recorded, so an audit log that
+        cannot be written (a full disk) never keeps the robot moving; the write's
+        error is raised afterwards.
+        """
         self.commands.append(Command("stop", {"reason": reason}, step, time.time()))
         trim(self.commands)
-        self.robot.safe_stop(reason)
+        try:
+            self.robot.safe_stop(reason)
+        finally:
+            self.audit.write("safe_stop", reason=reason, step=step)
 
     def state(self) -> RobotState:
         return self.robot.state()

@@ -126,6 +126,9 @@ class Runner:
                 self._wake.wait(self.period)
         except KeyboardInterrupt:
             self._stop_reason, self._interrupted = "interrupted", True
+        except OSError as exc:  # a file that cannot be written (the audit log): its message says it all
+            log.error("error while ticking: %s", exc)
+            self._stop_reason, self._crashed = f"error in the tree: {exc}", True
         except Exception as exc:  # a broken leaf must still end in a safe stop
             log.exception("error while ticking")
             self._stop_reason, self._crashed = f"error in the tree: {type(exc).__name__}: {exc}", True
@@ -133,14 +136,12 @@ class Runner:
             status = self.tree.root.status
             reason = self._stop_reason or explain(self.tree.root)
             if self._stop_reason:
-                for hook in self.on_interrupt:
-                    hook()
+                _each(self.on_interrupt, "stopping")
             if status == Status.RUNNING or self._stop_reason:
                 # Halt: stop() reaches every running behaviour's terminate() (py_trees'
                 # BehaviourTree.interrupt() only ends tick_tock loops and would leave them running).
                 self.tree.root.stop(Status.INVALID)
-            for hook in self.shutdown_hooks:
-                hook()
+            _each(self.shutdown_hooks, "shutting down")  # every one: a failing one must not cost the session file
             self.tree.shutdown()
         final = status.name if status in (Status.SUCCESS, Status.FAILURE) and not self._stop_reason else "RUNNING"
         if self._crashed:
@@ -164,6 +165,17 @@ class Runner:
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
+
+
+def _each(hooks: list[Callable[[], None]], doing: str) -> None:
+    """Call every hook, even after one failed (each failure is logged, in one line for a file error)."""
+    for hook in hooks:
+        try:
+            hook()
+        except OSError as exc:
+            log.error("error while %s: %s", doing, exc)
+        except Exception:  # the remaining hooks (saving the dialogue) must still run
+            log.exception("error while %s", doing)
 
 
 def explain(root: py_trees.behaviour.Behaviour) -> str:
