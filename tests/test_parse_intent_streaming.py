@@ -378,6 +378,17 @@ def test_oversize_streamed_arguments_are_never_parsed_early_and_are_refused(monk
     assert "characters long" in feed.rejected()[0]["reason"]
 
 
+def test_oversize_arguments_are_refused_while_still_streaming() -> None:
+    """Regression: a call of megabytes was refused only at its done event, after the model had streamed it all."""
+    feed = parse_only()
+    piece = '{"text": "' + "a" * 4000
+    feed(started("c1", "say"), *[ToolCallDelta(call_id="c1", delta=piece) for _ in range(6)])
+    assert feed.steps() == [] and "over 20000 characters long" in feed.rejected()[0]["reason"]
+    feed(*[ToolCallDelta(call_id="c1", delta="a" * 4000) for _ in range(3)], done("c1", "say", piece * 9 + '"}'),
+         ResponseDone())
+    assert len(feed.rejected()) == 1  # refused once, whatever streamed after
+
+
 def test_early_parse_attempts_per_call_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     parses: list[int] = []
     real = parse_intent.complete_object

@@ -281,8 +281,12 @@ class ParseIntent(SceneAware):
         call.size += len(delta)
         if call.size <= MAX_ARGUMENTS_CHARS:
             call.pieces.append(delta)
-        else:
-            call.pieces.clear()  # too long to be accepted: the done event's arguments are refused
+        elif call.raw is None:  # too long to be accepted: refused now, not once the model has streamed it all
+            call.pieces.clear()
+            call.raw = f"<{call.size} characters so far>"
+            call.problem = f"arguments are over {MAX_ARGUMENTS_CHARS} characters long (at most {MAX_ARGUMENTS_CHARS})"
+            self._flush()
+            return
         if call.raw is not None:  # the object was closed already: only whitespace may follow
             if delta.strip(JSON_SPACE) or call.size > MAX_ARGUMENTS_CHARS:
                 self._violation(call, "".join(call.pieces) or delta, "arguments streamed past the closed object")
