@@ -136,6 +136,26 @@ def test_the_command_line_refuses_a_bad_recording_by_name(tmp_path: Path) -> Non
     assert "order.wav" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_recordings_without_words_are_named_instead_of_becoming_empty_turns(tmp_path: Path) -> None:
+    """Regression: a silent file ended the run with "each --say gives one", and a tone became the turn "you: "."""
+    import soundfile
+
+    t = np.arange(int(1.5 * SAMPLE_RATE)) / SAMPLE_RATE
+    quiet = np.zeros(SAMPLE_RATE // 2)
+    soundfile.write(tmp_path / "silence.wav", np.zeros(SAMPLE_RATE), SAMPLE_RATE, subtype="PCM_16")
+    soundfile.write(tmp_path / "tone.wav", np.concatenate([quiet, 0.5 * np.sin(2 * np.pi * 440 * t), quiet]),
+                    SAMPLE_RATE, subtype="PCM_16")
+    done = subprocess.run([sys.executable, "-m", "vla_bt", "run", str(ROOT / "trees" / "hello.yaml"), "--json",
+                           "--audio", str(tmp_path / "silence.wav"), "--audio", str(tmp_path / "tone.wav")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    result = json.loads(done.stdout)
+    assert result["reason"] == ("Listen: no more utterances (each --audio file gives one); "
+                                f"{tmp_path / 'silence.wav'}: no speech found; "
+                                f"{tmp_path / 'tone.wav'}: no words recognised")
+    assert [turn for turn in result["dialogue"] if turn["role"] == "user"] == []
+
+
 def test_a_microphone_that_cannot_be_opened_is_named_with_the_devices_there_are() -> None:
     done = subprocess.run([sys.executable, "-m", "vla_bt", "run", str(ROOT / "trees" / "assistant.yaml"),
                            "--microphone", "no-such-microphone"], cwd=ROOT, capture_output=True, text=True,

@@ -67,7 +67,7 @@ class Listen(Leaf):
             self.feedback_message = f"heard: {text}"
             return Status.SUCCESS
         if self.source.exhausted:
-            self.feedback_message = "no more utterances (each --say gives one)"
+            self.feedback_message = getattr(self.source, "end_reason", "no more utterances (each --say gives one)")
             return Status.FAILURE
         if not self.param("wait"):
             self.feedback_message = "nobody spoke"

@@ -140,6 +140,9 @@ class RecordingQueue:
                 self._quiet_until = time.monotonic() + max(0.0, audio.duration - played)
                 return None
             self._next += 1
+            if not utterance.text:  # speech, but no words of the grammar in it: like silence, not an empty turn
+                log.warning("speech: %s: no words recognised", audio.source)
+                return None
             return utterance.text
 
     @property
@@ -147,6 +150,14 @@ class RecordingQueue:
         """Every file has been heard (and the last silence has passed)."""
         with self._lock:
             return self._next >= len(self.recordings) and self._pending is None and self._quiet_until is None
+
+    @property
+    def end_reason(self) -> str:
+        """Why nothing more will be heard, naming the recordings that gave no words."""
+        quiet = [f"{u.source}: no speech found" if u.speech is None else f"{u.source}: no words recognised"
+                 for u in self.heard if not u.text]
+        return "no more utterances (each --audio file gives one)" + (f"; {'; '.join(quiet + self.problems)}"
+                                                                     if quiet or self.problems else "")
 
     FAILED = "not heard"
     """What a failure is called in ``problems``."""
