@@ -81,15 +81,37 @@ def _bad_input(message: str) -> Exception:
     return BadInputError(message)
 
 
-def ros2_config(args: argparse.Namespace) -> Any:
-    """The ROS 2 configuration for the command line: the file, then ``--node-name`` and ``--namespace``."""
+def ros2_config(args: argparse.Namespace, node: str = "node_name") -> Any:
+    """The ROS 2 configuration for the command line: the file, then ``--node-name`` and ``--namespace``.
+
+    Every name is checked as the node will use it, before any node exists.
+
+    Args:
+        args: the parsed options
+        node: the key ``--node-name`` sets (``node_name``, or ``sim_node_name`` for the sim node)
+
+    Raises:
+        TreeError: a bad value in the file (``FILE:LINE:COL``)
+        BadInputError: a bad ``--node-name`` or ``--namespace``, or a name of the file that they make invalid
+    """
     from vla_bt.config import config_dir
 
-    from .config import load_ros2_config
+    from .config import load_ros2_config, ros_name_problem
 
     config = load_ros2_config(args.ros_config or config_dir(getattr(args, "config", None)))
-    if args.namespace is not None:
-        config.namespace = args.namespace
+    for option, kind, key, value in (("--node-name", "node", node, args.node_name),
+                                     ("--namespace", "namespace", "namespace", args.namespace)):
+        if value is None:
+            continue
+        problem = ros_name_problem(kind, value)
+        if problem:
+            raise _bad_input(f"{option}: {problem}")
+        setattr(config, key, value)
+    problems = config.name_problems(getattr(config, node))
+    if problems:  # as this node resolves them, with the options applied (the file alone was checked as read)
+        key, why = problems[0]
+        more = f" (and {len(problems) - 1} more name(s))" if len(problems) > 1 else ""
+        raise _bad_input(f"{config.where(key)}{key}: {why}{more}")
     return config
 
 
@@ -178,7 +200,7 @@ def run_ros(args: argparse.Namespace, registry: Any = None) -> int:
     loaded = TreeLoader(registry).load(cli._existing(args.tree))
     world = cli._world(args)
     session = cli._model_session(args, registry, world) if needs_model(loaded) else None
-    host = use_host(NodeHost(args.node_name or config.node_name, config.namespace))
+    host = use_host(NodeHost(config.node_name, config.namespace))
     node = host.start()
     try:
         estop = EStop(args.estop_file) if args.estop_file else EStop()
@@ -245,11 +267,12 @@ def run_sim_node(args: argparse.Namespace, registry: Any = None) -> int:
     from .sim_node import SimNode
 
     require_ros()
-    config = ros2_config(args)
-    if args.node_name:
-        config.sim_node_name = args.node_name
+    config = ros2_config(args, node="sim_node_name")
     world = cli._world(args)
-    sim = SimNode(SimRobot(world, time_scale=args.time_scale), config, events=args.events, rate_hz=args.rate)
+    try:
+        sim = SimNode(SimRobot(world, time_scale=args.time_scale), config, events=args.events, rate_hz=args.rate)
+    except OSError as error:
+        raise _bad_input(f"--events {args.events}: cannot write: {error.strerror or error}") from None
     stopped = threading.Event()
     signalled: list[str] = []
 

@@ -2,8 +2,9 @@
 
 Every key is optional; what is absent keeps the default below. Names without
 a leading ``/`` are relative to the node's namespace (``--namespace``), so one
-file serves many robots. Unknown keys and wrong types are errors with
-``FILE:LINE:COL``, as in trees.
+file serves many robots. Unknown keys, wrong types and names that ROS 2 would
+refuse (checked with rclpy's own validation, before any node exists) are
+errors with ``FILE:LINE:COL``, as in trees.
 
 Example:
     >>> config = load_ros2_config(Path("config"))
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vla_bt.tree.diagnostics import Diagnostic, Mark, TreeError
-from vla_bt.tree.yamlsrc import LMap, read_located, schema_diagnostics
+from vla_bt.tree.yamlsrc import LMap, mark_at, read_located, schema_diagnostics
 
 FILENAME = "ros2.yaml"
 POSE_TYPES = ("nav_msgs/msg/Odometry", "geometry_msgs/msg/PoseStamped", "geometry_msgs/msg/PoseWithCovarianceStamped")
@@ -187,6 +188,32 @@ class Ros2Config:
     dialogue: DialogueConfig = field(default_factory=DialogueConfig)
     tree: TreeConfig = field(default_factory=TreeConfig)
     path: str = ""
+    marks: dict[str, Mark] = field(default_factory=dict, repr=False, compare=False)
+
+    def name_problems(self, node_name: str | None = None) -> list[tuple[str, str]]:
+        """Every name here that ROS 2 would refuse, as its node ``node_name`` would resolve it.
+
+        Args:
+            node_name: the node that uses the topics and actions (default: ``node_name``)
+
+        Returns:
+            ``(key, why)`` pairs, keys dotted as in the file (``navigate.action``); empty when all
+            are valid, or when rclpy is not installed (nothing can be created then anyway)
+        """
+        problems = []
+        for key, kind in ROS_NAMES.items():
+            value = _value(self, key)
+            if value == "" and key in OPTIONAL_NAMES:
+                continue
+            why = ros_name_problem(kind, value, node_name or self.node_name, self.namespace)
+            if why:
+                problems.append((key, why))
+        return problems
+
+    def where(self, key: str) -> str:
+        """``FILE:LINE:COL: `` of a key's value as read from the file ("" for a default)."""
+        mark = self.marks.get(key)
+        return f"{mark}: " if mark is not None else ""
 
 
 def _schema(cls: type) -> dict[str, Any]:
@@ -196,7 +223,7 @@ def _schema(cls: type) -> dict[str, Any]:
              "float | None": {"type": ["number", "null"], "exclusiveMinimum": 0},
              "int": {"type": "integer", "minimum": 1}}
     for f in dataclasses.fields(cls):
-        if f.name == "path":
+        if f.name in ("path", "marks"):
             continue
         if f.default_factory is not dataclasses.MISSING:
             props[f.name] = _schema(f.default_factory)  # type: ignore[arg-type]
@@ -211,6 +238,83 @@ def _schema(cls: type) -> dict[str, Any]:
 
 
 SCHEMA = _schema(Ros2Config)
+
+# The keys that hold ROS 2 names, by kind: node names, the namespace, and topic and action names
+# (relative ones resolve in the namespace; ``~`` is the node's own).
+ROS_NAMES = {
+    "node_name": "node", "sim_node_name": "node", "namespace": "namespace", "cmd_vel": "topic",
+    "battery": "topic", "navigate.action": "action", "navigate.speed_limit_topic": "topic",
+    "gripper.action": "action", "gripper.intent_topic": "topic", "pose.topic": "topic", "estop.topic": "topic",
+    "perception.objects": "topic", "perception.humans": "topic", "dialogue.utterances": "topic",
+    "dialogue.replies": "topic", "dialogue.audio.topic": "topic", "tree.status": "topic", "tree.snapshot": "topic",
+}
+# Names that may be "" (the feature is off).
+OPTIONAL_NAMES = {"battery", "navigate.speed_limit_topic", "gripper.action", "gripper.intent_topic",
+                  "perception.objects", "perception.humans", "dialogue.audio.topic"}
+
+
+def _value(config: Any, key: str) -> Any:
+    for step in key.split("."):
+        config = getattr(config, step)
+    return config
+
+
+def _reason(error: Exception) -> str:
+    """The reason in one of rclpy's name errors, without the name, the caret line or the C source position."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if isinstance(error, ValueError) and " is invalid: " in text:  # expand_topic_name: "topic name 'x' is invalid: …"
+        text = text.partition(" is invalid: ")[2].rpartition(", at ")[0] or text
+    else:  # NameValidationException: "Invalid topic name: …:"
+        text = text.partition(": ")[2].rstrip(":") or text
+    return text
+
+
+NOUNS = {"node": "node name", "namespace": "namespace", "topic": "topic name", "action": "action name"}
+
+
+def ros_name_problem(kind: str, name: str, node_name: str = "vla_bt", namespace: str = "") -> str | None:
+    """Why ROS 2 would refuse a name, checked with rclpy's own validation (``None``: it is valid).
+
+    A namespace may be "" (the root) or relative (as ``rclpy.create_node`` takes it: under ``/``).
+    A topic or action name is checked as written, then as the node resolves it (``~`` and
+    substitutions expanded, relative names put in the namespace), which also bounds its length.
+
+    Args:
+        kind: ``node``, ``namespace``, ``topic`` or ``action`` (actions are named as topics are)
+        name: the name
+        node_name: the node that resolves a topic or action name
+        namespace: the namespace of that node
+
+    Returns:
+        the problem, e.g. ``'bad name' is not a valid ROS 2 node name (node name must not contain …)``;
+        ``None`` when the name is valid, or when rclpy is not installed
+    """
+    try:
+        from rclpy.exceptions import NameValidationException
+        from rclpy.expand_topic_name import expand_topic_name
+        from rclpy.validate_full_topic_name import validate_full_topic_name
+        from rclpy.validate_namespace import validate_namespace
+        from rclpy.validate_node_name import validate_node_name
+        from rclpy.validate_topic_name import validate_topic_name
+    except ImportError:
+        return None
+    absolute = namespace if namespace.startswith("/") else "/" + namespace
+    resolved = ""
+    try:
+        if kind == "node":
+            validate_node_name(name)
+        elif kind == "namespace":
+            if name:
+                validate_namespace(name if name.startswith("/") else "/" + name)
+        else:
+            validate_topic_name(name)
+            if ros_name_problem("node", node_name) or ros_name_problem("namespace", namespace):
+                return None  # the node's own name is at fault, and reported as such
+            resolved = f" as node '{node_name}' in namespace '{absolute}' resolves it"
+            validate_full_topic_name(expand_topic_name(name, node_name, absolute))
+    except (NameValidationException, ValueError) as error:
+        return f"{name!r} is not a valid ROS 2 {NOUNS[kind]}{resolved} ({_reason(error)})"
+    return None
 
 
 def _apply(target: Any, data: dict[str, Any]) -> None:
@@ -256,4 +360,16 @@ def load_ros2_config(where: str | os.PathLike[str] | None = None) -> Ros2Config:
         raise TreeError(errors)
     _apply(config, data)
     config.path = str(path)
+    config.marks = {key: mark_at(data, key.split("."), start) for key in ROS_NAMES if _present(data, key)}
+    problems = config.name_problems()
+    if problems:
+        raise TreeError([Diagnostic(config.marks.get(key, start), f"{key}: {why}") for key, why in problems])
     return config
+
+
+def _present(data: Any, key: str) -> bool:
+    for step in key.split("."):
+        if not isinstance(data, dict) or step not in data:
+            return False
+        data = data[step]
+    return True

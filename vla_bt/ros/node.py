@@ -60,6 +60,10 @@ class NodeHost:
 
         Returns:
             the ``rclpy.node.Node``
+
+        Raises:
+            rclpy.exceptions.InvalidNodeNameException: the name is not a valid node name
+            rclpy.exceptions.InvalidNamespaceException: the namespace is not valid (a relative one is put under ``/``)
         """
         if self.node is not None:
             return self.node
@@ -67,10 +71,20 @@ class NodeHost:
         from rclpy.context import Context
         from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
+        from rclpy.validate_namespace import validate_namespace
+        from rclpy.validate_node_name import validate_node_name
 
-        self.context = Context()
-        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
-        self.node = rclpy.create_node(self.name, namespace=self.namespace or None, context=self.context)
+        validate_node_name(self.name)  # before the context exists: nothing to take down on a bad name
+        if self.namespace:
+            validate_namespace(self.namespace if self.namespace.startswith("/") else "/" + self.namespace)
+        context = Context()
+        rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
+        try:
+            self.node = rclpy.create_node(self.name, namespace=self.namespace or None, context=context)
+        except BaseException:
+            context.try_shutdown()
+            raise
+        self.context = context
         if self.threads > 1:
             self.executor = MultiThreadedExecutor(num_threads=self.threads, context=self.context)
         else:

@@ -129,17 +129,20 @@ class SimNode:
             ActionServer(node, interface_type("nav2_msgs/action/NavigateToPose", "action"), c.navigate.action,
                          self.host.in_thread(self._navigate, "navigate"), goal_callback=accept,
                          cancel_callback=cancel),
-            ActionServer(node, interface_type("control_msgs/action/GripperCommand", "action"), c.gripper.action,
-                         self.host.in_thread(self._grip, "gripper"), goal_callback=accept, cancel_callback=cancel),
         ]
+        if c.gripper.action:  # "" = a robot without a gripper
+            self._servers.append(ActionServer(
+                node, interface_type("control_msgs/action/GripperCommand", "action"), c.gripper.action,
+                self.host.in_thread(self._grip, "gripper"), goal_callback=accept, cancel_callback=cancel))
         self._pubs = {
             "pose": node.create_publisher(interface_type(c.pose.type, "msg"), c.pose.topic, qos()),
-            "objects": node.create_publisher(MarkerArray, c.perception.objects, qos()),
             "events": node.create_publisher(String, "~/events", qos(latched=True, depth=100)),
         }
+        if c.perception.objects:
+            self._pubs["objects"] = node.create_publisher(MarkerArray, c.perception.objects, qos())
         if c.battery:
             self._pubs["battery"] = node.create_publisher(BatteryState, c.battery, qos())
-        if c.perception.humans != c.perception.objects:
+        if c.perception.humans and c.perception.humans != c.perception.objects:
             self._pubs["humans"] = node.create_publisher(MarkerArray, c.perception.humans, qos())
         node.create_subscription(Bool, c.estop.topic, self._on_estop, qos())
         node.create_subscription(Twist, c.cmd_vel, self._on_cmd_vel, qos())
@@ -255,7 +258,8 @@ class SimNode:
             markers = scene_markers(seen.objects, [] if humans_apart else seen.humans, stamp=stamp,
                                     frame_id=c.frame_id, gripper_frame=c.gripper_frame, held=state.holding,
                                     human_ns=c.perception.human_ns)
-            self._pubs["objects"].publish(markers)
+            if "objects" in self._pubs:
+                self._pubs["objects"].publish(markers)
             if humans_apart:
                 self._pubs["humans"].publish(scene_markers([], seen.humans, stamp=stamp, frame_id=c.frame_id,
                                                            human_ns=c.perception.human_ns))

@@ -258,7 +258,8 @@ class Registry:
         """Resolve ``package.module.Class`` from an allowlisted module.
 
         Raises:
-            RegistryError: not on the allowlist, not importable, or not a behaviour
+            RegistryError: not on the allowlist, not importable (missing, or its module fails while
+                it is imported), or not a behaviour
         """
         if not self.import_allowed(dotted):
             allowed = ", ".join(self.import_allowlist) or "nothing"
@@ -269,11 +270,18 @@ class Registry:
             cls = getattr(importlib.import_module(module_name), cls_name)
         except (ImportError, AttributeError) as exc:
             raise RegistryError(f"cannot import '{dotted}': {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a module that fails as it runs is bad input, not a crash
+            raise RegistryError(f"cannot import '{module_name}': {type(exc).__name__}: {exc}") from None
         if not (isinstance(cls, type) and issubclass(cls, py_trees.behaviour.Behaviour)):
             raise RegistryError(f"'{dotted}' is not a py_trees.behaviour.Behaviour subclass")
         if issubclass(cls, Declared):
             return spec_from_declared(cls, dotted, origin="import")
-        return spec_from_signature(cls, dotted, origin="import")
+        try:
+            return spec_from_signature(cls, dotted, origin="import")
+        except RegistryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. an annotation that names nothing importable
+            raise RegistryError(f"cannot read the parameters of '{dotted}': {type(exc).__name__}: {exc}") from None
 
     # -- construction ---------------------------------------------------------
 
