@@ -25,7 +25,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from vla_bt.cli import add_run_options, positive_number
+from vla_bt.cli import add_run_options, positive_number, time_scale_number
 from vla_bt.tree.diagnostics import TreeError
 
 EXIT_INTERRUPTED = 130
@@ -65,7 +65,7 @@ def add_sim_node_arguments(parser: argparse.ArgumentParser) -> None:
         parser: the subcommand's parser
     """
     parser.add_argument("--world", metavar="WORLD.yaml", help="world file (default: config/world.yaml)")
-    parser.add_argument("--time-scale", type=positive_number, default=1.0, metavar="X",
+    parser.add_argument("--time-scale", type=time_scale_number, default=1.0, metavar="X",
                         help="run the simulator X times faster than real time (default 1)")
     parser.add_argument("--events", metavar="FILE.jsonl",
                         help="append every goal, cancel request, result, e-stop change and stop here")
