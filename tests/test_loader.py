@@ -1191,7 +1191,7 @@ def test_error_in_an_unused_subtree_is_reported(tmp_path):
         version: 1
         subtrees:
           spare:
-            root: {type: Sequence, memory: maybe, children: []}
+            root: {type: Sequence, memory: maybe, children: [{type: Success}]}
         root: {type: Success}
     """)
     diagnostic = only(refused(path))
@@ -1445,3 +1445,32 @@ def test_refused_document_constructs_no_behaviours(tmp_path):
     """)
     refused(path)
     assert Blackboard.clients == {}
+
+
+def test_non_finite_numbers_are_refused_where_the_tree_gives_them(tmp_path):
+    """Regression: `.nan` and `.inf` passed validation and failed only when the robot was to move."""
+    path = write(tmp_path, "x.yaml", """
+        version: 1
+        root:
+          type: Sequence
+          memory: true
+          children:
+            - {type: Navigate, target: [.nan, 1.0, 0.0]}
+            - {type: Ask, timeout: 1.0e+400}
+    """)
+    found = refused(path)
+    assert [(d.mark, d.message) for d in found] == [
+        (at(path, "[.nan"), "parameter 'target' of Navigate: expected string or list of number, "
+                            "got list [nan, 1.0, 0.0] (numbers must be finite)"),
+        (at(path, "1.0e+400"), "parameter 'timeout' of Ask: expected number, got inf (numbers must be finite)")]
+
+
+def test_a_composite_without_children_is_refused(tmp_path):
+    """Regression: `children: []` loaded, and the composite ended at once having done nothing."""
+    path = write(tmp_path, "x.yaml", """
+        version: 1
+        root: {type: Selector, memory: false, children: []}
+    """)
+    diagnostic = only(refused(path))
+    assert diagnostic.mark == at(path, "[]")
+    assert diagnostic.message == "'children' of composite 'Selector' is empty: give it at least one node"

@@ -357,6 +357,10 @@ class TreeLoader:
                 got = "nothing" if "children" not in data else _kind(children)
                 self._error(where, f"'children' of composite '{spec.name}' must be a list of nodes, got {got}")
                 return None
+            if not children:  # py_trees would tick it to an outcome at once, having done nothing
+                self._error(data.at("children"), f"'children' of composite '{spec.name}' is empty: give it at "
+                                                 "least one node")
+                return None
             return [self._node(child, children.at(i), scope, doc) for i, child in enumerate(children)]
         return None
 

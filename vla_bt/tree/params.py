@@ -8,6 +8,7 @@ Schema for editors (as BehaviorTree.CPP exports its XSD from ``providedPorts``).
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable, Mapping
@@ -47,6 +48,17 @@ def as_blackboard_ref(value: Any) -> BlackboardRef | None:
     return None
 
 
+def _finite_number(checker: Any, value: Any) -> bool:
+    return jsonschema.Draft202012Validator.TYPE_CHECKER.is_type(value, "number") and math.isfinite(value)
+
+
+FiniteValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("number", _finite_number))
+"""Draft 2020-12, where a number is finite: YAML's ``.nan`` and ``.inf`` (or ``1.0e+400``) are no
+timeout, speed or coordinate, and would otherwise pass the tree's check and fail only when the robot moves."""
+
+
 @dataclass(frozen=True)
 class Param:
     """Declaration of one node parameter (a BehaviorTree.CPP input port).
@@ -71,7 +83,7 @@ class Param:
 
     def errors(self, value: Any) -> list[tuple[list[Any], str]]:
         """Schema violations of ``value`` as ``(path inside the value, message)``."""
-        validator = jsonschema.Draft202012Validator(dict(self.schema))
+        validator = FiniteValidator(dict(self.schema))
         found = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
         return [(list(e.absolute_path), _friendly(e)) for e in found]
 
@@ -85,9 +97,19 @@ class Param:
 def _friendly(error: jsonschema.ValidationError) -> str:
     if error.validator == "enum":
         return f"{error.instance!r} is not one of {', '.join(map(repr, error.validator_value))}"
+    if error.validator in ("anyOf", "oneOf"):
+        deepest = [e for e in error.context or () if e.validator == "type" and _not_finite(e.instance)]
+        why = " (numbers must be finite)" if deepest else ""
+        return f"expected {describe_schema(error.schema)}, got {_yaml_kind(error.instance)} {error.instance!r}{why}"
     if error.validator == "type":
+        if _not_finite(error.instance):
+            return f"expected {describe_schema(error.schema)}, got {error.instance!r} (numbers must be finite)"
         return f"expected {describe_schema(error.schema)}, got {_yaml_kind(error.instance)} {error.instance!r}"
     return error.message
+
+
+def _not_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 def _yaml_kind(value: Any) -> str:
