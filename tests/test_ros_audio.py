@@ -107,3 +107,4 @@ def test_an_unknown_audio_encoding_is_named_with_its_place(tmp_path: Path) -> No
     with pytest.raises(TreeError) as error:
         load_ros2_config(config)
     assert "ros2.yaml:2" in str(error.value) and "mp3" in str(error.value)
+

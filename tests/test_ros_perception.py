@@ -147,3 +147,15 @@ def test_ros2_config_errors_name_file_line_and_column(tmp_path: Path) -> None:
     config = load_ros2_config(path)
     assert (config.navigate.action, config.estop.timeout_s, config.gripper.max_effort) == (
         "/robot1/navigate_to_pose", 0.5, 20.0)
+
+
+def test_numbers_the_schema_lets_through_are_named_with_their_place(tmp_path: Path) -> None:
+    """Regression: a negative server timeout and `.nan` / `.inf` values were accepted."""
+    config = tmp_path / "ros2.yaml"
+    config.write_text("server_timeout_s: -1\nestop: {timeout_s: .nan}\ngripper: {max_effort: .inf}\n")
+    with pytest.raises(TreeError) as error:
+        load_ros2_config(config)
+    assert str(error.value).splitlines() == [
+        f"{config}:1:19: server_timeout_s: expected a positive number of seconds, got -1",
+        f"{config}:2:20: estop.timeout_s: expected a finite number, got nan",
+        f"{config}:3:23: gripper.max_effort: expected a finite number, got inf"]

@@ -1268,3 +1268,13 @@ def test_an_audit_log_cut_mid_line_gets_its_new_records_on_lines_of_their_own(tm
     lines = path.read_text().splitlines()
     assert lines[:2] == ['{"t": 1, "kind": "command"}', '{"t": 2, "kin']
     assert json.loads(lines[2])["kind"] == "safe_stop"
+
+
+def test_a_safety_policy_with_a_negative_or_infinite_number_is_refused(tmp_path: Path) -> None:
+    """Regression: `confirm_window_s: -10` and `rate_limit: {commands: .inf}` were accepted."""
+    (tmp_path / "safety.yaml").write_text("confirm_window_s: -10\nrate_limit: {commands: .inf, per_s: 1}\n")
+    with pytest.raises(TreeError) as error:
+        load_safety_policy(tmp_path)
+    assert str(error.value).splitlines() == [
+        f"{tmp_path / 'safety.yaml'}:1:19: 'confirm_window_s' must be a positive number of seconds, got -10",
+        f"{tmp_path / 'safety.yaml'}:2:13: 'rate_limit' takes commands and per_s (positive numbers)"]

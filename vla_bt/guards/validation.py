@@ -16,6 +16,7 @@ reason to refuse, or ``None``; the gate audits refusals as ``rejected``.
 from __future__ import annotations
 
 import collections
+import math
 import re
 import time
 from collections.abc import Callable
@@ -45,6 +46,11 @@ POLICY_SCHEMA = {"speed_policy": ("clamp", "refuse"), "path_check": ("planned", 
                  "confirm_high_risk": bool, "confirm_window_s": (int, float), "rate_limit": dict}
 
 
+def _positive(value: Any) -> bool:
+    """A positive, finite number (not a boolean)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
 def load_safety_policy(directory: Path | None) -> SafetyPolicy:
     """Read ``safety.yaml`` (defaults for what is absent); every problem with its position."""
     from vla_bt.config import read_mapping
@@ -66,11 +72,13 @@ def load_safety_policy(directory: Path | None) -> SafetyPolicy:
         elif not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
             errors.append(Diagnostic(data.at(key), f"'{key}' has the wrong type"))
         elif key == "rate_limit":
-            if set(value) != {"commands", "per_s"} or not all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value.values()):
+            if set(value) != {"commands", "per_s"} or not all(_positive(v) for v in value.values()):
                 errors.append(Diagnostic(data.at(key), "'rate_limit' takes commands and per_s (positive numbers)"))
             else:
                 policy.rate_limit = {"commands": float(value["commands"]), "per_s": float(value["per_s"])}
+        elif key == "confirm_window_s" and not _positive(value):
+            errors.append(Diagnostic(data.at(key), f"'confirm_window_s' must be a positive number of seconds, "
+                                                   f"got {value!r}"))
         else:
             setattr(policy, key, value)
     if errors:

@@ -15,7 +15,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -355,7 +357,7 @@ def load_ros2_config(where: str | os.PathLike[str] | None = None) -> Ros2Config:
     start = Mark(str(path), 1, 1)
     if not isinstance(data, LMap):
         raise TreeError([Diagnostic(start, "expected a mapping (node_name, navigate, gripper, ...)")])
-    errors = schema_diagnostics(SCHEMA, data, start)
+    errors = schema_diagnostics(SCHEMA, data, start) or list(_number_problems(data))
     if errors:
         raise TreeError(errors)
     _apply(config, data)
@@ -365,6 +367,19 @@ def load_ros2_config(where: str | os.PathLike[str] | None = None) -> Ros2Config:
     if problems:
         raise TreeError([Diagnostic(config.marks.get(key, start), f"{key}: {why}") for key, why in problems])
     return config
+
+
+def _number_problems(data: LMap, prefix: str = "") -> Iterator[Diagnostic]:
+    """Numbers the schema lets through: not finite (``.nan``, ``.inf``), or a duration (``*_s``) not above 0."""
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, LMap):
+            yield from _number_problems(value, f"{dotted}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            yield Diagnostic(data.at(key), f"{dotted}: expected a finite number, got {value!r}")
+        elif str(key).endswith("_s") and isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and value <= 0:
+            yield Diagnostic(data.at(key), f"{dotted}: expected a positive number of seconds, got {value!r}")
 
 
 def _present(data: Any, key: str) -> bool:
