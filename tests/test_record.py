@@ -12,8 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,10 +38,12 @@ from vla_bt.tree.registry import Registry
 from vla_bt.tree.runner import RunResult
 from vla_bt.viz.record import (
     PROJECT_KEYS,
+    Recorder,
     Snapshotter,
     apply_frame,
     attach_recorder,
     empty_state,
+    header,
     jsonable,
     statuses_by_path,
     tree_statuses,
@@ -209,3 +214,217 @@ def test_snapshot_values_are_strict_json_and_redacted(monkeypatch: pytest.Monkey
     py_trees.blackboard.Blackboard.unset("/x")
     tree.tick()
     assert frames[2]["tick"] == 3 and frames[2]["bb_del"] == ["/x"]
+
+
+# -- malformed recordings: skipped record by record, never a traceback ----------------------------------------
+
+WRONG_VALUES: tuple[Any, ...] = (None, True, -1, 2.5, "x", [], {}, [None], {"a": 1})
+"""Values of the wrong type (or shape) for the fields of a record."""
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _write(path: Path, records: list[Any]) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def _set(record: Any, where: tuple[Any, ...], value: Any) -> Any:
+    """A deep copy of ``record`` with the field at ``where`` (keys and list indexes) replaced by ``value``."""
+    copy = json.loads(json.dumps(record))
+    container = copy
+    for step in where[:-1]:
+        container = container[step]
+    container[where[-1]] = value
+    return copy
+
+
+def _has(record: Any, where: tuple[Any, ...]) -> bool:
+    """Whether the record has a field at ``where`` (keys and list indexes)."""
+    for step in where:
+        if not isinstance(record, (dict, list)) or (step not in record if isinstance(record, dict)
+                                                    else not isinstance(step, int) or step >= len(record)):
+            return False
+        record = record[step]
+    return True
+
+
+def _fields(value: Any, where: tuple[Any, ...] = (), depth: int = 4) -> Iterator[tuple[Any, ...]]:
+    """Where a record has fields: every key of its mappings and the first item of its lists, ``depth`` levels deep."""
+    if depth == 0:
+        return
+    steps = list(value) if isinstance(value, dict) else [0] if isinstance(value, list) and value else []
+    for step in steps:
+        yield (*where, step)
+        yield from _fields(value[step], (*where, step), depth - 1)
+
+
+def _replay(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = replay_command(argparse.Namespace(file=str(path), viewer=None))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_replay_skips_a_tick_record_whose_nodes_are_not_pairs(recorded: Recorded, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    records = _records(recorded.path)
+    line = next(i for i, r in enumerate(records) if r.get("nodes") and "n1" in r["nodes"])
+    records[line] = _set(records[line], ("nodes", "n1"), None)
+    bad = _write(tmp_path / "bad.jsonl", records)
+    recording = load_recording(bad)
+    assert len(recording.frames) == len(records) - 3, "only the malformed tick is left out"
+    assert len(recording.warnings) == 1 and recording.warnings[0].startswith(f"{bad}:{line + 1}: skipped")
+    assert "nodes.n1" in recording.warnings[0]
+    code, out, err = _replay(bad, capsys)
+    assert code == 0 and "final status: SUCCESS - completed" in out
+    assert f"warning: {bad}:{line + 1}: skipped" in err
+
+
+@pytest.mark.parametrize(("kind", "where", "value", "named"), [
+    ("tick", ("bb",), "x", "bb: expected object, got string"),
+    ("tick", ("tree",), {"a": 1}, "tree.rev: missing"),
+    ("tick", ("audit", 0, "args"), 5, "audit[0].args: expected object or null, got integer"),
+    ("tick", ("bb", keys.DIALOGUE_HISTORY), 5, f"bb.{keys.DIALOGUE_HISTORY}: expected array, got integer"),
+    ("tick", ("tree", "nodes", 1, 3), "n999", "tree.nodes[1]: its parent 'n999' is not listed before it"),
+    ("tick", ("tree", "nodes", 0, 3), "n1", "tree.nodes[0]: its parent 'n1' is not listed before it"),
+    ("tick", ("tree", "nodes", 2, 0), "n1", "tree.nodes[2]: the node id 'n1' is listed twice"),
+    ("tick", ("nodes", "n1", 0), "DONE", 'nodes.n1[0]: expected "SUCCESS" or "FAILURE" or "RUNNING" or "INVALID", '
+                                          'got "DONE"'),
+    ("tick", ("tick",), -1, "tick: -1 is less than the minimum of 0"),
+    ("end", ("ticks",), "many", "ticks: expected integer, got string"),
+], ids=["bb-a-string", "tree-without-rev", "audit-args-a-number", "history-a-number", "parent-unknown",
+        "parent-itself", "id-twice", "unknown-status", "tick-negative", "end-ticks-a-string"])
+def test_replay_skips_a_record_with_a_field_of_the_wrong_type(
+        recorded: Recorded, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        kind: str, where: tuple[Any, ...], value: Any, named: str) -> None:
+    records = _records(recorded.path)
+    line = next(i for i, r in enumerate(records) if r["kind"] == kind and _has(r, where))
+    records[line] = _set(records[line], where, value)
+    bad = _write(tmp_path / "bad.jsonl", records)
+    code, out, err = _replay(bad, capsys)
+    assert code == 0 and out.startswith(f"recording {bad}")
+    warnings = [w for w in err.splitlines() if w.startswith("warning: ")]
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: {bad}:{line + 1}: skipped a {kind} record: {named}")
+    statuses_by_path(load_recording(bad).final_state())
+
+
+def test_replay_skips_a_record_with_a_number_that_is_not_finite(recorded: Recorded, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    records: list[Any] = _records(recorded.path)
+    records[2:2] = ['{"kind": "tick", "tick": NaN, "t": 1.0}', '{"kind": "tick", "tick": 1, "t": 1e400}',
+                    '{"kind": "tick", "tick": 1, "t": -Infinity}',
+                    '{"kind": "tick", "tick": 1, "t": ' + "9" * 5000 + "}"]
+    bad = _write(tmp_path / "bad.jsonl", records)
+    code, out, err = _replay(bad, capsys)
+    assert code == 0 and "final status: SUCCESS" in out
+    for line in (3, 4, 5, 6):
+        assert f"warning: {bad}:{line}: skipped a line" in err
+
+
+def test_replay_skips_a_line_nested_too_deeply(recorded: Recorded, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    records: list[Any] = _records(recorded.path)
+    deep = 100_000
+    records.insert(2, '{"kind": "tick", "tick": 1, "t": 1.0, "bb": {"/x": ' + "[" * deep + "]" * deep + "}}")
+    records.insert(3, '{"kind": "tick", "tick": 1, "t": 1.0, "bb": {"/x": ' + "[" * 200 + "]" * 200 + "}}")
+    bad = _write(tmp_path / "bad.jsonl", records)
+    code, out, err = _replay(bad, capsys)
+    assert code == 0 and "final status: SUCCESS" in out
+    assert f"warning: {bad}:3: skipped a line nested too deeply" in err
+    assert f"warning: {bad}:4: skipped a line nested too deeply" in err
+
+
+def test_replay_skips_lines_too_long_or_not_utf8_and_bounds_the_warnings(
+        recorded: Recorded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vla_bt.viz import replay
+
+    lines = recorded.path.read_bytes().splitlines(keepends=True)
+    longest = max(range(1, len(lines) - 1), key=lambda i: len(lines[i]))
+    monkeypatch.setattr(replay, "LINE_LIMIT", len(lines[longest]) - 10)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"".join([*lines[:2], b'{"kind": "tick", "t\xff": 1}\n', *lines[2:]]))
+    recording = load_recording(bad)
+    assert recording.warnings == [f"{bad}:3: skipped a line that is not UTF-8 text",
+                                  f"{bad}:{longest + 2}: skipped a line longer than {len(lines[longest]) - 10} bytes"]
+    assert len(recording.frames) == len(lines) - 3 and recording.end is not None
+    monkeypatch.setattr(replay, "LINE_LIMIT", 1 << 20)
+    monkeypatch.setattr(replay, "WARNINGS_KEPT", 2)
+    bad.write_bytes(b"".join([*lines[:-1], b"not json\n" * 5, lines[-1]]))
+    recording = load_recording(bad)
+    assert recording.warnings == [f"{bad}:{len(lines)}: skipped a line that is not JSON (Expecting value)",
+                                  f"{bad}:{len(lines) + 1}: skipped a line that is not JSON (Expecting value)",
+                                  f"{bad}: 3 more warning(s) left out"]
+    assert recording.final_status() == ("SUCCESS", "completed")
+
+
+def test_replay_refuses_a_path_that_is_not_a_regular_file(tmp_path: Path) -> None:
+    # In a process of its own with little memory: reading /dev/zero to the end would use up all there is.
+    script = ("import argparse, resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)); "
+              "from vla_bt.viz.replay import replay_command; "
+              "sys.exit(replay_command(argparse.Namespace(file=sys.argv[1], viewer=None)))")
+    for path in ("/dev/zero", str(tmp_path)):
+        result = subprocess.run([sys.executable, "-c", script, path], cwd=ROOT, capture_output=True, text=True,
+                                timeout=60, check=False)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr == f"error: {path}: not a recording (not a regular file)\n"
+
+
+def test_replay_of_records_with_fields_of_every_wrong_type(recorded: Recorded, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Every field (four levels deep) of one record of each shape, replaced by values of the wrong types.
+
+    Each variant is a short recording: the header, the record of that shape
+    and the end, one of them changed.
+    """
+    records = _records(recorded.path)
+    shapes: dict[Any, int] = {}
+    for index, record in enumerate(records):
+        shapes.setdefault((record["kind"], tuple(sorted(record))), index)
+    bad = tmp_path / "bad.jsonl"
+    variants = skipped = refused = 0
+    for index in shapes.values():
+        short = [records[i] for i in sorted({0, index, len(records) - 1})]
+        at = short.index(records[index])
+        for where in _fields(records[index]):
+            for value in WRONG_VALUES:
+                _write(bad, [*short[:at], _set(records[index], where, value), *short[at + 1:]])
+                code, out, err = _replay(bad, capsys)
+                variants += 1
+                context = f"line {index + 1}, {where} = {value!r}: {err}"
+                assert code in (0, 2), context
+                if code == 2:
+                    refused += 1
+                    assert err.startswith(f"error: {bad}:") and out == "", context
+                    continue
+                assert out.startswith(f"recording {bad}"), context
+                lines = err.splitlines()
+                assert all(line.startswith(f"warning: {bad}:{at + 1}: ") for line in lines), context
+                skipped += bool(lines)
+    assert variants > 1000 and skipped > variants // 2 and refused > 0
+
+
+def test_record_appends_on_a_new_line_after_a_file_without_one(recorded: Recorded, tmp_path: Path) -> None:
+    text = recorded.path.read_text(encoding="utf-8")
+    cut = text.index("\n", len(text) // 2) + 20  # a run killed 20 characters into a line
+    path = tmp_path / "appended.jsonl"
+    path.write_text(text[:cut], encoding="utf-8")
+    cut_line = text[:cut].count("\n") + 1
+    root = py_trees.composites.Sequence("Root", memory=True, children=[py_trees.behaviours.Success("Done")])
+    tree = py_trees.trees.BehaviourTree(root)
+    recorder = Recorder(path, Snapshotter(keys_recorded=[]), header())
+    tree.add_post_tick_handler(recorder.post_tick)
+    tree.tick()
+    recorder.finish()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[cut_line - 1] == text[:cut].splitlines()[-1] and lines[cut_line].startswith('{"kind":"header"')
+    recording = load_recording(path)
+    assert (recording.index, recording.runs) == (1, 2) and recording.final_status() == ("SUCCESS", "")
+    assert len(recording.warnings) == 1
+    assert recording.warnings[0].startswith(f"{path}:{cut_line}: skipped a line that is not JSON")
+    for before in ("", text):  # an empty file, and one that ends with a newline, get no blank line
+        path.write_text(before, encoding="utf-8")
+        Recorder(path, Snapshotter(keys_recorded=[]), header()).finish()
+        after = path.read_text(encoding="utf-8")
+        assert after.startswith(before + '{"kind":"header"') and "\n\n" not in after

@@ -24,15 +24,20 @@ Every field of a tick but ``kind``, ``tick`` and ``t`` is optional. Node ids
 (``n1`` …) are stable for the life of a behaviour. A file may hold several
 runs (the recorder appends); each starts with its header. Timestamps are Unix
 time in seconds, like the audit log's.
+
+``parse_record`` and ``record_problems`` check a line read back against this
+format (``RECORD_SCHEMAS``), so that replay can skip what does not fit.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import json
 import math
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -426,6 +431,8 @@ class Recorder:
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file: TextIO | None = self.path.open("a", encoding="utf-8")
+        if _ends_inside_a_line(self.path, self._file):  # e.g. a run killed mid-line: its last line stays apart
+            self._file.write("\n")
         self.write(first)
 
     def write(self, record: dict[str, Any]) -> None:
@@ -472,6 +479,19 @@ class Recorder:
                 self._file = None
 
 
+def _ends_inside_a_line(path: Path, file: TextIO) -> bool:
+    """Whether the regular file being appended to is not empty and its last byte is not a newline."""
+    try:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+            return False
+        with path.open("rb") as existing:
+            existing.seek(info.st_size - 1)
+            return existing.read(1) != b"\n"
+    except OSError:  # unreadable (write-only) files are appended to as they are
+        return False
+
+
 def attach_recorder(run: Any, path: str | os.PathLike[str]) -> Recorder:
     """Record a run (``vla-bt run --record FILE.jsonl``).
 
@@ -501,6 +521,194 @@ def attach_recorder(run: Any, path: str | os.PathLike[str]) -> Recorder:
     runner.tree.add_post_tick_handler(recorder.post_tick)
     runner.shutdown_hooks.append(recorder.flush_tail)
     return recorder
+
+
+# -- reading records back -------------------------------------------------------------
+
+MAX_DEPTH = 64
+"""Lines nested deeper are refused (the recorder writes values at most about 25 levels deep)."""
+
+_STRING: dict[str, Any] = {"type": "string"}
+_NUMBER: dict[str, Any] = {"type": "number"}
+_COUNT: dict[str, Any] = {"type": "integer", "minimum": 0}
+_POINT: dict[str, Any] = {"type": "array", "minItems": 2, "items": _NUMBER}
+_PLACED: dict[str, Any] = {"type": "object", "properties": {"pose": _POINT}}
+_FRAME_FIELDS: dict[str, Any] = {
+    "tick": _COUNT,
+    "t": _NUMBER,
+    "tree": {"type": "object", "required": ["rev", "nodes"], "properties": {
+        "rev": {"type": "integer"},
+        # [id, name, type, parent id, plan step id]
+        "nodes": {"type": "array", "items": {"type": "array", "minItems": 4, "prefixItems": [
+            _STRING, _STRING, _STRING, {"type": ["string", "null"]}, {"type": ["string", "integer", "null"]}]}},
+        "dot": {"type": ["string", "null"]},
+        "dot_error": _STRING}},
+    "nodes": {"type": "object", "additionalProperties": {  # id: [status, feedback message]
+        "type": "array", "minItems": 2, "prefixItems": [{"enum": [s.name for s in Status]}, _STRING]}},
+    "bb": {"type": "object", "properties": {
+        keys.DIALOGUE_HISTORY: {"type": "array", "items": {"type": "object", "properties": {
+            "role": _STRING, "text": _STRING, "t": _NUMBER}}},
+        keys.PLAN_STEPS: {"type": "array", "items": {"type": "object"}}}},
+    "bb_del": {"type": "array", "items": _STRING},
+    "audit": {"type": "array", "items": {"type": "object", "properties": {
+        "t": _NUMBER, "kind": _STRING, "args": {"type": ["object", "null"]}}}},
+    "sim": {"type": "object", "properties": {"path": {"type": "array", "items": _POINT}}},
+}
+RECORD_SCHEMAS: dict[str, dict[str, Any]] = {
+    "header": {"type": "object", "required": ["kind", "format", "version"], "properties": {
+        "kind": {"const": "header"},
+        "format": {"const": RECORD_FORMAT},
+        "version": {"const": RECORD_VERSION},
+        "t": _NUMBER,
+        "tree": {"type": "object", "properties": {"name": _STRING, "path": _STRING, "description": _STRING}},
+        "world": {"type": ["object", "null"], "properties": {
+            "path": _STRING,
+            "places": {"type": "object", "additionalProperties": _POINT},
+            "objects": {"type": "array", "items": _PLACED},
+            "humans": {"type": "array", "items": _PLACED},
+            "robot": _PLACED,
+            "workspace": {"type": "array", "items": _POINT},
+            "no_go": {"type": "array", "items": {"type": "object", "required": ["polygon"], "properties": {
+                "name": _STRING, "polygon": {"type": "array", "items": _POINT}}}}}},
+        "keys": {"type": "array", "items": _STRING},
+        "rate_hz": {"type": ["number", "null"]},
+        "time_scale": {"type": ["number", "null"]}}},
+    "tick": {"type": "object", "required": ["kind", "tick", "t"],
+             "properties": {"kind": {"const": "tick"}, **_FRAME_FIELDS}},
+    "end": {"type": "object", "required": ["kind"], "properties": {
+        "kind": {"const": "end"}, **_FRAME_FIELDS,
+        "status": _STRING, "reason": _STRING, "ticks": _COUNT, "seconds": _NUMBER, "interrupted": {"type": "boolean"}}},
+}
+"""JSON Schemas (draft 2020-12) of the records by kind: what readers rely on; further fields are free."""
+
+
+class MalformedRecordError(ValueError):
+    """A line of a recording that is not a record (the message says why: ``a line that is not JSON (…)``)."""
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise MalformedRecordError(f"a line with a number out of range ({text[:20]})")
+    return value
+
+
+def _bounded(text: str) -> int:
+    if len(text.lstrip("-")) > 300:  # near what a float holds: differences of two times must still fit
+        raise MalformedRecordError(f"a line with a number out of range ({text[:20]}…)")
+    return int(text)
+
+
+def _not_strict(text: str) -> Any:
+    raise MalformedRecordError(f"a line with a number that is not finite ({text})")
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        inner = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if inner:
+            if depth >= limit:
+                return True
+            stack.extend((child, depth + 1) for child in inner)
+    return False
+
+
+def parse_record(line: str) -> dict[str, Any]:
+    """One line of a recording as a record: a strict JSON object (finite numbers) at most ``MAX_DEPTH`` deep.
+
+    The record's fields are not checked here: see ``record_problems``.
+
+    Args:
+        line: the line's text
+
+    Returns:
+        the record
+
+    Raises:
+        MalformedRecordError: not JSON, not an object, a number that is not finite, nested too deeply
+    """
+    try:
+        record = json.loads(line, parse_float=_finite, parse_int=_bounded, parse_constant=_not_strict)
+    except MalformedRecordError:
+        raise
+    except json.JSONDecodeError as exc:
+        raise MalformedRecordError(f"a line that is not JSON ({exc.msg})") from None
+    except RecursionError:
+        raise MalformedRecordError(f"a line nested too deeply (more than {MAX_DEPTH} levels)") from None
+    if not isinstance(record, dict):
+        raise MalformedRecordError("a line that is not a JSON object")
+    if _deeper_than(record, MAX_DEPTH):
+        raise MalformedRecordError(f"a line nested too deeply (more than {MAX_DEPTH} levels)")
+    return record
+
+
+def _json_kind(value: Any) -> str:
+    kinds = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array"),
+             (dict, "object"))
+    return next((name for kind, name in kinds if isinstance(value, kind)), "null")
+
+
+def _problem(error: Any) -> tuple[str, str]:
+    path = list(error.absolute_path)
+    where = "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in path).lstrip(".")
+    if error.validator == "type":
+        expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        what = f"expected {' or '.join(expected)}, got {_json_kind(error.instance)}"
+    elif error.validator == "required":
+        missing = next((k for k in error.validator_value if k not in error.instance), "?")
+        where, what = f"{where}.{missing}".lstrip("."), "missing"
+    elif error.validator == "minItems":
+        what = f"expected at least {error.validator_value} items, got {len(error.instance)}"
+    elif error.validator in ("enum", "const"):
+        allowed = error.validator_value if error.validator == "enum" else [error.validator_value]
+        what = f"expected {' or '.join(json.dumps(v) for v in allowed)}, got {dumps(error.instance)[:40]}"
+    else:
+        what = error.message[:120]
+    return (str(path[0]) if path else where.split(".")[0]), f"{where or 'the record'}: {what}"
+
+
+def _tree_problems(nodes: list[list[Any]]) -> list[tuple[str, str]]:
+    seen: set[str] = set()
+    for index, node in enumerate(nodes):
+        if node[0] in seen:
+            return [("tree", f"tree.nodes[{index}]: the node id {node[0]!r} is listed twice")]
+        if node[3] is not None and node[3] not in seen:
+            return [("tree", f"tree.nodes[{index}]: its parent {node[3]!r} is not listed before it")]
+        seen.add(node[0])
+    return []
+
+
+def record_problems(record: dict[str, Any]) -> list[tuple[str, str]]:
+    """How a record breaks the recording format (``RECORD_SCHEMAS``); empty when it is well-formed.
+
+    Beyond the schema, the nodes of a tree must have distinct ids and list
+    each parent before its children (the recorder writes them in preorder).
+    Records of other kinds are not checked.
+
+    Args:
+        record: from ``parse_record``
+
+    Returns:
+        ``(top-level field, "where: what is wrong")`` for each problem, in the order of the fields
+        (e.g. ``("nodes", "nodes.n1: expected array, got null")``)
+    """
+    kind = record.get("kind")
+    if not isinstance(kind, str) or kind not in RECORD_SCHEMAS:
+        return []
+    order = {name: index for index, name in enumerate(record)}
+    problems = sorted((_problem(e) for e in _validator(kind).iter_errors(record)), key=lambda p: order.get(p[0], -1))
+    if not problems and kind != "header" and "tree" in record:
+        problems = _tree_problems(record["tree"]["nodes"])
+    return problems
+
+
+@functools.cache
+def _validator(kind: str) -> Any:
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(RECORD_SCHEMAS[kind])
 
 
 # -- folding frames into a state ------------------------------------------------------

@@ -17,13 +17,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from .record import RECORD_FORMAT, RECORD_VERSION, apply_frame, empty_state
+from .record import (
+    RECORD_FORMAT,
+    RECORD_VERSION,
+    MalformedRecordError,
+    apply_frame,
+    empty_state,
+    parse_record,
+    record_problems,
+)
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
@@ -43,7 +51,7 @@ class Recording:
         end: the closing record (``None`` when the run did not finish writing it)
         index: which run of the file (0-based)
         runs: how many runs the file holds
-        warnings: lines skipped (``FILE:LINE: why``)
+        warnings: lines skipped and header fields left out (``FILE:LINE: why``)
     """
 
     path: str
@@ -101,11 +109,42 @@ class Recording:
         return [e for f in self.records() for e in f.get("audit") or () if kind is None or e.get("kind") == kind]
 
 
+LINE_LIMIT = 64 << 20
+"""Lines longer than this many bytes are skipped unread."""
+WARNINGS_KEPT = 100
+"""Warnings kept for a recording; further skipped lines are only counted."""
+
+
+def _lines(file: BinaryIO) -> Iterator[bytes | None]:
+    """The lines of a file, each at most ``LINE_LIMIT`` bytes read; ``None`` for a longer line (skipped)."""
+    while line := file.readline(LINE_LIMIT + 1):
+        if len(line) <= LINE_LIMIT or line.endswith(b"\n"):
+            yield line
+            continue
+        while (rest := file.readline(LINE_LIMIT)) and not rest.endswith(b"\n"):
+            pass
+        yield None
+
+
+def _open_regular(path: str | os.PathLike[str], name: str) -> BinaryIO:
+    """The file opened for reading, if it is a regular file (a device or a FIFO could be read without end)."""
+    try:  # without blocking on a FIFO
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise RecordingError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        return os.fdopen(fd, "rb")
+    os.close(fd)
+    raise RecordingError(f"{name}: not a recording (not a regular file)")
+
+
 def load_recording(path: str | os.PathLike[str], run: int = -1) -> Recording:
     """Read a recording; a file with several runs gives the last one unless ``run`` says otherwise.
 
-    Lines that are not JSON objects are skipped with a warning (a run that was
-    killed mid-line leaves a partial last line).
+    Lines that are not records are skipped with a warning (a run that was
+    killed mid-line leaves a partial last line), and so are ``tick`` and
+    ``end`` records that do not fit the format (``record_problems``); a header's
+    malformed fields are left out with a warning, the header still starts its run.
 
     Args:
         path: the JSONL file written by ``--record``
@@ -115,52 +154,85 @@ def load_recording(path: str | os.PathLike[str], run: int = -1) -> Recording:
         the run
 
     Raises:
-        RecordingError: unreadable file, no header, an unknown format or version, no such run
+        RecordingError: unreadable file, not a regular file, no header, an unknown format or version, no such run
     """
     name = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RecordingError(f"{name}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise RecordingError(f"{name}: not a recording (not UTF-8 text)") from None
+    file = _open_regular(path, name)
     runs: list[Recording] = []
     warnings: list[str] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            warnings.append(f"{name}:{number}: skipped a line that is not JSON ({exc.msg})")
-            continue
-        if not isinstance(record, dict):
-            warnings.append(f"{name}:{number}: skipped a line that is not a JSON object")
-            continue
-        kind = record.get("kind")
-        if kind == "header":
-            if record.get("format") != RECORD_FORMAT:
-                raise RecordingError(f"{name}:{number}: not a vla-bt recording (format {record.get('format')!r})")
-            if record.get("version") != RECORD_VERSION:
-                raise RecordingError(f"{name}:{number}: recording version {record.get('version')!r} is not "
-                                     f"supported (expected {RECORD_VERSION})")
-            runs.append(Recording(name, record, []))
-        elif not runs:
-            raise RecordingError(f"{name}:{number}: expected the recording's header first "
-                                 f"(is this a file written by 'vla-bt run --record'?)")
-        elif kind == "tick":
-            runs[-1].frames.append(record)
-        elif kind == "end":
-            runs[-1].end = record
+    dropped = 0
+
+    def warn(number: int, text: str) -> None:
+        nonlocal dropped
+        if len(warnings) < WARNINGS_KEPT:
+            warnings.append(f"{name}:{number}: {text}")
         else:
-            warnings.append(f"{name}:{number}: skipped a record of unknown kind {kind!r}")
+            dropped += 1
+
+    with file:
+        try:
+            for number, data in enumerate(_lines(file), start=1):
+                if data is None:
+                    warn(number, f"skipped a line longer than {LINE_LIMIT} bytes")
+                    continue
+                try:
+                    line = data.decode("utf-8")
+                except UnicodeDecodeError:
+                    if not runs:
+                        raise RecordingError(f"{name}: not a recording (not UTF-8 text)") from None
+                    warn(number, "skipped a line that is not UTF-8 text")
+                    continue
+                if not line.strip():
+                    continue
+                try:
+                    record = parse_record(line)
+                except MalformedRecordError as exc:
+                    warn(number, f"skipped {exc}")
+                    continue
+                _add_record(runs, record, name, number, warn)
+        except OSError as exc:
+            raise RecordingError(f"{name}: cannot read: {exc.strerror or exc}") from None
     if not runs:
         raise RecordingError(f"{name}:1: empty recording (no header)")
     if not -len(runs) <= run < len(runs):
         raise RecordingError(f"{name}: there is no run {run} (the file holds {len(runs)})")
+    if dropped:
+        warnings.append(f"{name}: {dropped} more warning(s) left out")
     chosen = runs[run]
     chosen.index, chosen.runs, chosen.warnings = runs.index(chosen), len(runs), warnings
     return chosen
+
+
+def _add_record(runs: list[Recording], record: dict[str, Any], name: str, number: int,
+                warn: Callable[[int, str], None]) -> None:
+    """File the record of line ``number``: a header starts a run, ticks and the end go to the current one."""
+    where, kind = f"{name}:{number}", record.get("kind")
+    problems = record_problems(record)
+    if kind == "header":
+        if record.get("format") != RECORD_FORMAT:
+            raise RecordingError(f"{where}: not a vla-bt recording (format {record.get('format')!r})")
+        if record.get("version") != RECORD_VERSION:
+            raise RecordingError(f"{where}: recording version {record.get('version')!r} is not "
+                                 f"supported (expected {RECORD_VERSION})")
+        first: dict[str, str] = {}
+        for field, problem in problems:
+            first.setdefault(field, problem)
+            record.pop(field, None)
+        if first:
+            warn(number, "left out malformed fields of the header: " + "; ".join(first.values()))
+        runs.append(Recording(name, record, []))
+    elif not runs:
+        raise RecordingError(f"{where}: expected the recording's header first "
+                             f"(is this a file written by 'vla-bt run --record'?)")
+    elif kind not in ("tick", "end"):
+        warn(number, f"skipped a record of unknown kind {kind!r}")
+    elif problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        warn(number, f"skipped a {kind} record: {problems[0][1]}{more}")
+    elif kind == "tick":
+        runs[-1].frames.append(record)
+    else:
+        runs[-1].end = record
 
 
 def _short(value: Any, limit: int = 100) -> str:
