@@ -6,6 +6,8 @@ the same functions to check a target, or a path to it, before a command is
 sent. Units are metres.
 
 * A point is allowed inside the workspace polygon and outside every no-go polygon.
+* A polygon encloses some area and never crosses itself (``polygon_problem``); the
+  world loader refuses a world file with any other.
 * A path stays inside the workspace and never touches a no-go polygon: a
   visibility graph over slightly inflated polygon vertices, searched with
   Dijkstra.
@@ -155,6 +157,44 @@ def offset_vertices(polygon: Sequence[Point], distance: float) -> list[Point]:
         scale = distance / max(1.0 + n1[0] * n2[0] + n1[1] * n2[1], 0.25)
         moved.append((vertex[0] + (n1[0] + n2[0]) * scale, vertex[1] + (n1[1] + n2[1]) * scale))
     return moved
+
+
+def _corners(polygon: Sequence[Point]) -> list[Point]:
+    """The polygon's vertices without repeats of the one before (a closing copy of the first included)."""
+    corners: list[Point] = []
+    for vertex in polygon:
+        if not corners or math.dist(corners[-1], vertex) > EPS:
+            corners.append((float(vertex[0]), float(vertex[1])))
+    while len(corners) > 1 and math.dist(corners[0], corners[-1]) <= EPS:
+        corners.pop()
+    return corners
+
+
+def polygon_problem(polygon: Sequence[Point]) -> str:
+    """Why a polygon bounds no area the path functions can work with, or "" when it does.
+
+    A polygon must enclose some area and be simple: no edge may cross or touch
+    another edge except its two neighbours at their shared corners. A repeated
+    vertex (also a closing copy of the first) is allowed.
+
+    Args:
+        polygon: the polygon's vertices (finite numbers)
+
+    Returns:
+        "has no area", "crosses itself at (5, 5)", or ""
+    """
+    corners = _corners(polygon)
+    if len(corners) < 3 or all(abs(_signed_area((corners[0], corners[1], c))) <= EPS for c in corners[2:]):
+        return "has no area"
+    edges = _edges(corners)
+    for i, j in itertools.combinations(range(len(edges)), 2):
+        if j - i == 1 or (i == 0 and j == len(edges) - 1):
+            continue  # neighbours share a corner
+        (a, b), (q1, q2) = edges[i], edges[j]
+        where = _meets(a, b, q1, q2)
+        if where:
+            return f"crosses itself at {format_xy(_lerp(a, b, where[0]))}"
+    return ""
 
 
 def format_xy(point: Sequence[float]) -> str:

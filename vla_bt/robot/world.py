@@ -206,6 +206,76 @@ def _semantic_errors(data: LMap) -> list[Diagnostic]:
     for name, pose in places.items():
         if not all(math.isfinite(v) for v in pose):
             errors.append(Diagnostic(places.at(name), f"place '{name}': numbers must be finite"))
+    return errors + _geometry_errors(data)
+
+
+def _finite(values: Sequence[float]) -> bool:
+    return all(math.isfinite(v) for v in values)
+
+
+def _polygon(owner: LMap, key: str, label: str, errors: list[Diagnostic]) -> tuple[Point, ...]:
+    """The polygon under ``key``, or () after reporting why the paths cannot use it."""
+    from vla_bt.robot.geometry import polygon_problem
+
+    if key not in owner:
+        return ()
+    if not all(_finite(point) for point in owner[key]):
+        errors.append(Diagnostic(owner.at(key), f"{label}: numbers must be finite"))
+        return ()
+    polygon = tuple((float(x), float(y)) for x, y in owner[key])
+    problem = polygon_problem(polygon)
+    if problem:
+        errors.append(Diagnostic(owner.at(key), f"{label} {problem}"))
+        return ()
+    return polygon
+
+
+def _geometry_errors(data: LMap) -> list[Diagnostic]:
+    """Where the layout can never work: a polygon without area or crossing itself, a no-go zone's name used
+    twice, a place, object or person outside the workspace, the robot starting outside it or in a no-go zone.
+
+    A place, object or person inside a no-go zone is allowed (a toy lying on the stairs): the robot is
+    refused only when it is sent there. A polygon that is reported is left out of the other checks.
+    """
+    from vla_bt.robot.geometry import point_problem  # the geometry module builds on this one
+
+    errors: list[Diagnostic] = []
+    workspace = _polygon(data, "workspace", "workspace", errors)
+    zones: list[Zone] = []
+    names: dict[str, Mark] = {}
+    for zone in data.get("no_go", LList()):
+        name = zone["name"]
+        if name in names:
+            errors.append(Diagnostic(zone.at("name"),
+                                     f"no-go zone name '{name}' is used twice (first at {names[name]})"))
+        names.setdefault(name, zone.at("name"))
+        polygon = _polygon(zone, "polygon", f"no-go zone '{name}'", errors)
+        if polygon:
+            zones.append(Zone(name, polygon))
+
+    bounds = World(workspace=workspace)
+    located: list[tuple[Mark, str, Any]] = []
+    places = data.get("places", LMap())
+    located += [(places.key_at(name), f"place '{name}'", pose) for name, pose in places.items()]
+    for section, label in (("objects", "object"), ("humans", "human")):
+        items = data.get(section, LList())
+        located += [(items.at(index), f"{label} '{item['id']}'", item["pose"])
+                    for index, item in enumerate(items) if "pose" in item]
+    for mark, label, pose in located:
+        problem = point_problem(bounds, pose, label) if _finite(pose) else ""
+        if problem:
+            errors.append(Diagnostic(mark, problem))
+
+    robot = data.get("robot", LMap())
+    if "pose" in robot and not _finite(robot["pose"]):
+        errors.append(Diagnostic(robot.at("pose"), "robot.pose: numbers must be finite"))
+        return errors
+    problem = point_problem(World(workspace=workspace, no_go=tuple(zones)), robot.get("pose", (0, 0, 0)), "robot pose")
+    if problem and "pose" in robot:
+        errors.append(Diagnostic(robot.key_at("pose"), problem))
+    elif problem:
+        where = data.key_at("robot") if "robot" in data else data.mark
+        errors.append(Diagnostic(where, f"{problem} (the default: robot.pose is not given)"))
     return errors
 
 
