@@ -10,6 +10,7 @@ an unfinished one waits; all in audio time, so nothing here is timed).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -35,7 +36,7 @@ from vla_bt.llm.factory import LlmConfig, make_backend
 from vla_bt.llm.session import ModelSession
 from vla_bt.llm.tools import tool_specs
 from vla_bt.robot.sim import SimRobot
-from vla_bt.robot.world import load_world
+from vla_bt.robot.world import Human, load_world
 from vla_bt.speech import audio_utterances
 from vla_bt.speech.audio import SAMPLE_RATE, read_wav
 from vla_bt.speech.recognizer import SphinxRecognizer
@@ -47,7 +48,10 @@ from vla_bt.tree.loader import load_tree
 from vla_bt.tree.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
-WORLD = load_world(ROOT / "config" / "world.yaml")
+# The shipped world with alice away from the routes between places: there, the straight route from
+# the dock to the living room passes 5 cm from her, and whether a tick samples the robot just then
+# (and the clearance guard stops it) would depend on how busy the machine is.
+WORLD = dataclasses.replace(load_world(ROOT / "config" / "world.yaml"), humans=(Human("alice", (2.5, 7.5, 0.0)),))
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +75,7 @@ def recognizer(registry: Registry) -> SphinxRecognizer:
 def carry_out(utterances: Any, registry: Registry, session: ModelSession) -> dict[str, Any]:
     py_trees.blackboard.Blackboard.clear()  # one store per process: each run starts from nothing
     run = assemble(load_tree(ROOT / "trees" / "assistant.yaml", registry), registry, world=WORLD,
-                   utterances=utterances, robot=SimRobot(WORLD, time_scale=500.0), session=session,
+                   utterances=utterances, robot=SimRobot(WORLD, time_scale=100.0), session=session,
                    audit=AuditLog(), max_seconds=60, policy=load_safety_policy(ROOT / "config"))
     return run.execute().to_json()
 
