@@ -23,6 +23,7 @@ from vla_bt.config import config_dir, load_registry_config
 from vla_bt.tree.diagnostics import TreeError
 from vla_bt.tree.loader import TreeLoader
 from vla_bt.tree.registry import NodeSpec, Registry
+from vla_bt.tree.yamlsrc import file_problem
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -202,8 +203,10 @@ def _registry(config: str | None) -> Registry:
 
 
 def _existing(path: str) -> Path:
-    if not Path(path).is_file():
-        raise BadInputError(f"{path}: file not found")
+    """``path`` as a file to read: a regular file (not a directory, device or pipe), else bad input saying so."""
+    problem = file_problem(path)
+    if problem:
+        raise BadInputError(f"{path}: {problem}" if path else problem)
     return Path(path)
 
 

@@ -37,11 +37,11 @@ def read_mapping(directory: Path | None, filename: str) -> LMap | None:
     """A configuration file as a located mapping, or ``None`` when there is none (defaults apply).
 
     Raises:
-        TreeError: the file is not YAML, or not a mapping
+        TreeError: the file is not a regular file, not YAML, or not a mapping
     """
     path = directory / filename if directory else None
-    if path is None or not path.is_file():
-        return None
+    if path is None or not os.path.lexists(path):
+        return None  # only a file that is absent falls back to the defaults, not one that cannot be read
     data = read_located(path)
     if data is None:
         return None

@@ -17,7 +17,8 @@ from typing import Any
 import py_trees
 
 from vla_bt import blackboard as keys
-from vla_bt.tree.diagnostics import Diagnostic, Mark, TreeError
+from vla_bt.tree.diagnostics import Diagnostic, Mark, TreeError, nesting_guard
+from vla_bt.tree.yamlsrc import check_json_nesting, read_source
 
 PERSISTED = (keys.DIALOGUE_HISTORY, keys.DIALOGUE_CONTEXT)
 
@@ -40,13 +41,17 @@ class SessionFile:
         """Put the saved dialogue on the blackboard (nothing if the file does not exist yet).
 
         Raises:
-            TreeError: the file exists but is not a session file
+            TreeError: the file exists but is not a session file (not a regular file, too large, not JSON,
+                nested too deeply, or not the expected shape)
         """
         if not self.path.exists():
             return
+        text = read_source(self.path)  # a regular file of bounded size, or bad input naming it
+        check_json_nesting(text, str(self.path))
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            with nesting_guard(str(self.path)):
+                data = json.loads(text)
+        except json.JSONDecodeError as exc:
             raise TreeError([Diagnostic(Mark(str(self.path), 1, 1), f"cannot read the session: {exc}")]) from None
         history = data.get("history") if isinstance(data, dict) else None
         if not isinstance(history, list) or not all(

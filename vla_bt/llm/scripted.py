@@ -116,7 +116,7 @@ class ScriptedBackend(Backend):
 
 def parse_script(path: str | Path) -> tuple[list[PlannedResponse], Pacing]:
     """Parse and check a scripted file, reporting every problem with its position."""
-    data = read_located(path)
+    data = read_located(path, str(path) or "--llm scripted:FILE")  # "scripted:" alone names no file
     errors: list[Diagnostic] = []
 
     def error(mark: Any, message: str) -> None:

@@ -6,7 +6,8 @@ expected and, where it can, suggests the nearest valid name.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from rapidfuzz import process
@@ -19,7 +20,7 @@ class Mark:
 
     Args:
         file: the path as the user gave it (or as derived from an include)
-        line: 1-based line number
+        line: 1-based line number (0: the file as a whole, no position in it)
         col: 1-based column number
     """
 
@@ -28,7 +29,7 @@ class Mark:
     col: int
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}"
+        return f"{self.file}:{self.line}:{self.col}" if self.line else self.file
 
 
 @dataclass(frozen=True, order=True)
@@ -39,7 +40,7 @@ class Diagnostic:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.mark}: {self.message}"
+        return f"{self.mark}: {self.message}" if str(self.mark) else self.message
 
 
 class TreeError(Exception):
@@ -58,6 +59,27 @@ class TreeError(Exception):
     def __init__(self, diagnostics: Iterable[Diagnostic]):
         self.diagnostics = sorted(set(diagnostics))
         super().__init__("\n".join(str(d) for d in self.diagnostics))
+
+
+MAX_NESTING = 400
+"""How deeply collections may nest in any file the project reads (a tree of 300 nested decorators fits)."""
+
+
+def too_deep(mark: Mark) -> TreeError:
+    """The error for a document nested deeper than ``MAX_NESTING``, at the collection that goes too deep."""
+    return TreeError([Diagnostic(mark, f"nesting too deep (at most {MAX_NESTING} levels)")])
+
+
+@contextmanager
+def nesting_guard(file: str) -> Iterator[None]:
+    """Turn a ``RecursionError`` while reading ``file`` into :func:`too_deep` at its start.
+
+    The readers bound nesting before they recurse; this is the last line behind them.
+    """
+    try:
+        yield
+    except RecursionError:
+        raise too_deep(Mark(file, 1, 1)) from None
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -5,16 +5,28 @@ Python values (``LMap`` is a ``dict``, ``LList`` a ``list``) that also carry
 the position of every key and item, so that later stages can point at the
 exact line and column of a bad value. Duplicate keys, which PyYAML accepts
 silently, are reported as errors.
+
+Every input file (trees, worlds, scripts, configuration, sessions) is read
+through :func:`read_source`: only a regular file of bounded size, and its
+collections nested at most ``MAX_NESTING`` deep, so a device, a directory or
+a pathologically deep document is a located error rather than a hang or a crash.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .diagnostics import Diagnostic, Mark, TreeError, did_you_mean
+from .diagnostics import MAX_NESTING, Diagnostic, Mark, TreeError, did_you_mean, nesting_guard, too_deep
+
+MAX_FILE_BYTES = 8 * 1024 * 1024
+"""The largest file the project reads as a tree, world, script, configuration or session."""
+_TOO_LARGE = f"file too large (more than {MAX_FILE_BYTES // (1024 * 1024)} MiB)"
 
 
 class LMap(dict):
@@ -58,6 +70,7 @@ class _Converter:
         self.file, self.loader, self.errors = file, loader, errors
         self.done: dict[int, Any] = {}
         self.active: set[int] = set()
+        self.depths: dict[int, int] = {}  # how deeply each converted collection nests, aliases followed
 
     def convert(self, node: yaml.Node) -> Any:
         if id(node) in self.done:
@@ -72,6 +85,13 @@ class _Converter:
                 else self.loader.construct_object(node, deep=True))
         finally:
             self.active.discard(id(node))
+        if isinstance(node, yaml.CollectionNode):
+            # The composer bounds how deeply the text nests; aliases can stack anchored
+            # collections inside each other beyond that, so the values are measured too.
+            depth = 1 + max((self.depths.get(id(item), 0) for item in _children(node)), default=0)
+            if depth > MAX_NESTING:
+                raise too_deep(mark_of(node, self.file))
+            self.depths[id(node)] = depth
         self.done[id(node)] = value
         return value
 
@@ -96,9 +116,47 @@ class _Converter:
         return result
 
     def _sequence(self, node: yaml.SequenceNode) -> LList:
-        items = LList(self.convert(item) for item in node.value)
+        items = LList()
+        for item in node.value:  # a loop, not a generator: one frame less for each level of nesting
+            items.append(self.convert(item))
         items.mark, items.item_marks = mark_of(node, self.file), [mark_of(i, self.file) for i in node.value]
         return items
+
+
+def _children(node: yaml.CollectionNode) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return list(node.value)
+
+
+class _NestingError(yaml.YAMLError):
+    """A collection opened deeper than ``MAX_NESTING`` (``mark`` is where)."""
+
+    def __init__(self, mark: yaml.Mark):
+        super().__init__("nesting too deep")
+        self.mark = mark
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """The safe loader, refusing a collection nested deeper than ``MAX_NESTING``.
+
+    PyYAML composes nested collections recursively; counting the events as they
+    are taken stops a deep document before the recursion runs out of stack.
+    """
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.depth = 0
+
+    def get_event(self) -> yaml.Event:
+        event = super().get_event()
+        if isinstance(event, yaml.CollectionStartEvent):
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                raise _NestingError(event.start_mark)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            self.depth -= 1
+        return event
 
 
 def load_located(text: str, file: str) -> Any:
@@ -112,13 +170,16 @@ def load_located(text: str, file: str) -> Any:
         the document as ``LMap``/``LList``/scalars, ``None`` for an empty file
 
     Raises:
-        TreeError: on a syntax error, several documents or duplicate keys
+        TreeError: on a syntax error, several documents, duplicate keys or nesting deeper than ``MAX_NESTING``
     """
-    loader = yaml.SafeLoader(text)
+    loader = _BoundedLoader(text)
     try:
-        node = loader.get_single_node()
-        errors: list[Diagnostic] = []
-        data = _Converter(file, loader, errors).convert(node) if node is not None else None
+        with nesting_guard(file):
+            node = loader.get_single_node()
+            errors: list[Diagnostic] = []
+            data = _Converter(file, loader, errors).convert(node) if node is not None else None
+    except _NestingError as exc:
+        raise too_deep(Mark(file, exc.mark.line + 1, exc.mark.column + 1)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Mark(file, mark.line + 1, mark.column + 1) if mark else Mark(file, 1, 1)
@@ -137,17 +198,112 @@ def load_located(text: str, file: str) -> Any:
     return data
 
 
-def read_located(path: str | Path, display: str | None = None) -> Any:
-    """Read and parse a YAML file; an unreadable file is a ``TreeError`` too."""
-    display = display or str(path)
+def file_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be read as an input file, or ``None`` when it can.
+
+    Only a regular file of at most ``MAX_FILE_BYTES`` is read: a directory, a
+    device (``/dev/zero`` never ends), a pipe or a socket is refused by name.
+
+    Returns:
+        "no file name given", "file not found", "is a directory", "not a regular file",
+        "file too large (…)", "cannot read file: …", or ``None``
+    """
+    if not os.fspath(path):
+        return "no file name given"
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TreeError([Diagnostic(Mark(display, 1, 1), "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise TreeError([Diagnostic(Mark(display, 1, 1), f"cannot read file: {reason}")]) from None
-    return load_located(text, display)
+        return _kind_problem(os.stat(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return "file not found"
+    except OSError as exc:
+        return f"cannot read file: {exc.strerror or exc}"
+
+
+def _kind_problem(info: os.stat_result) -> str | None:
+    if stat.S_ISDIR(info.st_mode):
+        return "is a directory"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if info.st_size > MAX_FILE_BYTES:
+        return _TOO_LARGE
+    return None
+
+
+def read_source(path: str | os.PathLike[str], display: str | None = None) -> str:
+    """The text of an input file (UTF-8): a regular file of at most ``MAX_FILE_BYTES``.
+
+    Args:
+        path: the file
+        display: the name to report (default: ``path`` as given)
+
+    Raises:
+        TreeError: at ``FILE:1:1``, the reason from :func:`file_problem`, or why it cannot be read or decoded
+    """
+    display = os.fspath(path) if display is None else display
+
+    def refuse(problem: str) -> TreeError:
+        # Without a name there is no position to give, only the problem.
+        return TreeError([Diagnostic(Mark(display, 1, 1) if os.fspath(path) else Mark(display, 0, 0), problem)])
+
+    problem = file_problem(path)
+    if problem:
+        raise refuse(problem)
+    try:
+        # Non-blocking: a pipe put in the file's place after the check does not hang the open.
+        handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise refuse(f"cannot read file: {exc.strerror or exc}") from None
+    with os.fdopen(handle, "rb") as stream:
+        problem = _kind_problem(os.fstat(stream.fileno()))  # what was opened, not what was checked
+        if problem:
+            raise refuse(problem)
+        try:
+            data = stream.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            raise refuse(f"cannot read file: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise refuse(_TOO_LARGE)  # it grew since it was looked at
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise refuse(f"cannot read file: {exc}") from None
+
+
+def read_located(path: str | Path, display: str | None = None) -> Any:
+    """Read and parse a YAML file; an unreadable file is a ``TreeError`` too (see :func:`read_source`)."""
+    display = os.fspath(path) if display is None else display
+    return load_located(read_source(path, display), display)
+
+
+_JSON_TOKENS = re.compile(r'[\[\]{}"\\]')
+
+
+def check_json_nesting(text: str, file: str) -> None:
+    """Refuse JSON text whose arrays and objects nest deeper than ``MAX_NESTING``, before it is parsed.
+
+    Raises:
+        TreeError: ``FILE:LINE:COL`` of the bracket that opens one level too many
+    """
+    if text.count("[") + text.count("{") <= MAX_NESTING:
+        return  # too few brackets to nest too deeply, whatever the strings hold
+    depth, in_string, skip = 0, False, -1
+    for match in _JSON_TOKENS.finditer(text):
+        char, at = match.group(), match.start()
+        if at == skip:  # the character after a backslash in a string
+            continue
+        if in_string:
+            if char == "\\":
+                skip = at + 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                line = text.count("\n", 0, at) + 1
+                raise too_deep(Mark(file, line, at - text.rfind("\n", 0, at)))
+        elif char in "]}":
+            depth -= 1
 
 
 def mark_at(value: Any, path: list[Any], default: Mark) -> Mark:
