@@ -100,6 +100,20 @@ def test_three_hundred_nested_inverters_are_still_a_valid_tree(tmp_path: Path) -
     assert (tmp_path / "out.dot").is_file()
 
 
+def test_subtrees_nesting_deeper_than_the_limit_together_are_refused(tmp_path: Path) -> None:
+    """Regression: two subtrees of 250 levels, one inside the other, crashed the loader (RecursionError)."""
+    chain = "{type: Success}"
+    for _ in range(250):
+        chain = "{type: Inverter, child: " + chain + "}"
+    outer = chain.replace("{type: Success}", "{type: Subtree, ref: inner}")
+    path = tmp_path / "subtrees.yaml"
+    path.write_text(f"version: 1\nsubtrees:\n  inner:\n    root: {chain}\n  outer:\n    root: {outer}\n"
+                    "root: {type: Subtree, ref: outer}\n")
+    for command in (["validate"], ["run", "--say", "hi"]):
+        result = run_cli(command[0], str(path), *command[1:])
+        refused(result, EXIT_FAILURE if command[0] == "validate" else EXIT_BAD_INPUT, too_deep_at(path, 4))
+
+
 def test_a_deeply_nested_blackboard_value_is_refused_at_its_line(tmp_path: Path) -> None:
     path = tmp_path / "value.yaml"
     path.write_text(f"version: 1\nname: deep_value\nblackboard:\n  /deep/value: {flow(1000)}\n"

@@ -22,7 +22,7 @@ from typing import Any
 
 import py_trees
 
-from .diagnostics import Diagnostic, Mark, TreeError, did_you_mean
+from .diagnostics import MAX_NESTING, Diagnostic, Mark, TreeError, did_you_mean, too_deep
 from .params import Param, as_blackboard_ref
 from .registry import STRUCTURE_KEYS, NodeSpec, Registry, RegistryError
 from .yamlsrc import LList, LMap, mark_at, read_located
@@ -113,6 +113,7 @@ class TreeLoader:
     def __init__(self, registry: Registry | None = None):
         self.registry = registry or Registry.default()
         self._errors: list[Diagnostic] = []
+        self._depth = 0
 
     # -- public ---------------------------------------------------------------
 
@@ -123,6 +124,7 @@ class TreeLoader:
             TreeError: with every error of the file and the files it includes
         """
         self._errors = []
+        self._depth = 0
         document = self._document(str(path))
         root = None
         if document is not None:
@@ -281,33 +283,43 @@ class TreeLoader:
     # -- nodes ------------------------------------------------------------------
 
     def _node(self, data: Any, where: Mark, scope: _Scope, doc: TreeDocument) -> py_trees.behaviour.Behaviour | None:
-        if not isinstance(data, LMap):
-            self._error(where, f"expected a node (a mapping with 'type'), got {_kind(data)}")
+        """One node and everything below it (subtrees expanded), at most ``MAX_NESTING`` deep."""
+        if self._depth >= MAX_NESTING:  # subtrees can nest deeper than any one file does
+            if not any(d.message == too_deep(where).message for d in self._errors):
+                self._errors.append(too_deep(where).diagnostics[0])
             return None
-        if "type" not in data:
-            self._error(data.mark, "node has no 'type'" + _hint_type(data))
-            return None
-        type_name = data["type"]
-        if not isinstance(type_name, str):
-            self._error(data.at("type"), f"'type' must be a node type name, got {_kind(type_name)}")
-            return None
-        if type_name == "Subtree":
-            return self._subtree_node(data, scope, doc)
-        spec = self._spec(type_name, data.at("type"))
-        if spec is None:
-            self._check_children_of_unknown(data, scope, doc)
-            return None
-        before = len(self._errors)
-        structure = self._structure(data, spec, scope, doc)
-        params = self._params(data, spec, scope)
-        name = self._name(data, type_name.rpartition(".")[2], scope)
-        if len(self._errors) > before or not scope.building or not scope.construct or _missing(spec, structure):
-            return None
+        self._depth += 1
         try:
-            return spec.build(name, params, structure)
-        except Exception as exc:  # noqa: BLE001 - a constructor's refusal is bad input, not a crash
-            self._error(data.mark, f"cannot create {type_name} '{name}': {type(exc).__name__}: {exc}")
-            return None
+            if not isinstance(data, LMap):
+                self._error(where, f"expected a node (a mapping with 'type'), got {_kind(data)}")
+                return None
+            if "type" not in data:
+                self._error(data.mark, "node has no 'type'" + _hint_type(data))
+                return None
+            type_name = data["type"]
+            if not isinstance(type_name, str):
+                self._error(data.at("type"), f"'type' must be a node type name, got {_kind(type_name)}")
+                return None
+            if type_name == "Subtree":
+                return self._subtree_node(data, scope, doc)
+            spec = self._spec(type_name, data.at("type"))
+            if spec is None:
+                self._check_children_of_unknown(data, scope, doc)
+                return None
+            before = len(self._errors)
+            structure = self._structure(data, spec, scope, doc)
+            params = self._params(data, spec, scope)
+            name = self._name(data, type_name.rpartition(".")[2], scope)
+            if len(self._errors) > before or not scope.building or not scope.construct or _missing(spec, structure):
+                return None
+            try:
+                return spec.build(name, params, structure)
+            except Exception as exc:  # noqa: BLE001 - a constructor's refusal is bad input, not a crash
+                self._error(data.mark, f"cannot create {type_name} '{name}': {type(exc).__name__}: {exc}")
+                return None
+
+        finally:
+            self._depth -= 1
 
     def _check_children_of_unknown(self, data: LMap, scope: _Scope, doc: TreeDocument) -> None:
         """Check what an unknown node holds, so that all errors are reported at once."""
