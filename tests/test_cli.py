@@ -328,6 +328,15 @@ def test_a_time_scale_beyond_a_million_is_refused_before_the_run() -> None:
     assert "--time-scale: expected at most 1e+06" in result.stderr and "'1e308'" in result.stderr
 
 
+def test_an_empty_world_name_is_refused_and_a_missing_world_is_warned_about(tmp_path: Path) -> None:
+    """Regression: `--world ""` quietly used the default world, and no world file at all went unmentioned."""
+    result = run_cli("run", "trees/hello.yaml", "--say", "hi", "--world", "")
+    assert result.returncode == 2 and "error: no file name given" in result.stderr
+    result = run_cli("run", str(ROOT / "trees" / "hello.yaml"), "--say", "hi", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "no world file (no config directory): the robot knows no places" in result.stderr
+
+
 def test_render_unknown_format_is_bad_input(tmp_path: Path) -> None:
     out = tmp_path / "x.gif"
     result = run_cli("render", "trees/fetch_object.yaml", "-o", str(out))

@@ -428,3 +428,13 @@ def test_record_appends_on_a_new_line_after_a_file_without_one(recorded: Recorde
         Recorder(path, Snapshotter(keys_recorded=[]), header()).finish()
         after = path.read_text(encoding="utf-8")
         assert after.startswith(before + '{"kind":"header"') and "\n\n" not in after
+
+
+def test_replay_into_a_reader_that_went_away_ends_quietly(recorded: Recorded) -> None:
+    """Regression: `vla-bt replay FILE | head` ended with a BrokenPipeError traceback."""
+    replay = subprocess.Popen([sys.executable, "-m", "vla_bt", "replay", str(recorded.path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert replay.stdout is not None and replay.stderr is not None
+    replay.stdout.close()  # the reader is gone before anything is written
+    error = replay.stderr.read().decode()
+    assert replay.wait(60) == 0 and "Traceback" not in error and "BrokenPipe" not in error

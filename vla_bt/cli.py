@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -188,6 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "replay": cmd_replay, "ros": ros_commands.run_ros,
                    "sim-node": ros_commands.run_sim_node}[args.command]
         return handler(args, registry)
+    except BrokenPipeError:  # the reader went away (`vla-bt replay FILE | head`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except TreeError as error:
         for diagnostic in error.diagnostics:
             err.print(escape(str(diagnostic)), style="red")
@@ -348,11 +353,16 @@ def cmd_replay(args: argparse.Namespace, registry: Registry) -> int:
 def _world(args: argparse.Namespace) -> Any:
     from vla_bt.robot.world import World, load_world
 
-    if args.world:
+    if args.world is not None:
         return load_world(_existing(args.world))
     directory = config_dir(args.config)
     default = directory / "world.yaml" if directory else None
-    return load_world(default) if default and default.is_file() else World()
+    if default is None or not default.exists():
+        logging.getLogger(__name__).warning(
+            "no world file (%s): the robot knows no places, objects or limits; give --world WORLD.yaml",
+            default or "no config directory")
+        return World()
+    return load_world(default)
 
 
 def _model_session(args: argparse.Namespace, registry: Registry, world: Any) -> Any:
