@@ -65,3 +65,28 @@ def test_a_wrong_key_fails_clearly_without_showing_it(endpoint: str) -> None:
     assert "Traceback" not in result.stderr
     told = [t["text"] for t in data["dialogue"] if t["role"] == "robot"][-1]
     assert "401" in told and "API key" in told, told
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--pace", "nan,nan"], "--pace: the time to the first token must be 0 to 60 s, got nan"),
+    (["--pace", "0.3,1e-9"], "--pace: the token rate must be 0 (no pacing) or 0.1 to 100000 tokens/s, got 1e-09"),
+    (["--host", "0.0.0.0"], "--host 0.0.0.0: serving beyond this machine needs --api-key-env VAR"),
+    (["--host", ""], "--host (every interface): serving beyond this machine needs --api-key-env VAR"),
+    (["--api-key-env", "EMPTY_KEY"], "--api-key-env: the environment variable EMPTY_KEY is empty"),
+], ids=["pace-nan", "pace-never", "every-interface-without-key", "empty-host-without-key", "empty-key"])
+def test_a_server_that_could_not_serve_well_is_refused_before_it_starts(args: list[str], message: str) -> None:
+    """Regression: a pace whose first token never comes, and an open port on every interface with no key."""
+    result = run_cli("serve-realtime", "--port", "0", *args, env=cli_env(EMPTY_KEY=""), timeout=30)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_ipv6_address_is_announced_in_brackets() -> None:
+    server = subprocess.Popen(cli_argv("serve-realtime", "--host", "::1", "--port", "0"), cwd=ROOT, env=cli_env(),
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr is not None
+        line = server.stderr.readline()
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=10)
+    assert re.search(r"ws://\[::1\]:\d+/v1/realtime — set OPENAI_BASE_URL=http://\[::1\]:\d+/v1", line), line

@@ -465,9 +465,28 @@ def _pace(text: str) -> Any:
         first, rate = (float(v) for v in text.split(","))
     except ValueError:
         raise BadInputError(f"--pace: expected gpt4o, none or FIRST_S,TOKENS_PER_S, got {text!r}") from None
-    if first < 0 or rate < 0:
-        raise BadInputError("--pace: values must be ≥ 0")
+    if not 0 <= first <= MAX_FIRST_TOKEN_S:
+        raise BadInputError(f"--pace: the time to the first token must be 0 to {MAX_FIRST_TOKEN_S:g} s, got {first:g}")
+    if not (rate == 0 or MIN_TOKEN_RATE <= rate <= MAX_TOKEN_RATE):
+        raise BadInputError(f"--pace: the token rate must be 0 (no pacing) or {MIN_TOKEN_RATE:g} to "
+                            f"{MAX_TOKEN_RATE:g} tokens/s, got {rate:g}")
     return Pacing(first, rate)
+
+
+MAX_FIRST_TOKEN_S, MIN_TOKEN_RATE, MAX_TOKEN_RATE = 60.0, 0.1, 100_000.0
+"""Paces a client could wait for: beyond them a response would never seem to come."""
+
+
+def _exposed(host: str) -> bool:
+    """Whether serving on ``host`` reaches beyond this machine."""
+    import ipaddress
+
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # every interface (""), or a name that may resolve anywhere
 
 
 def cmd_serve_realtime(args: argparse.Namespace, registry: Registry) -> int:
@@ -484,12 +503,18 @@ def cmd_serve_realtime(args: argparse.Namespace, registry: Registry) -> int:
     key = None
     if args.api_key_env:
         key = os.environ.get(args.api_key_env)
-        if not key:
+        if key is None:
             raise BadInputError(f"--api-key-env: the environment variable {args.api_key_env} is not set")
+        if not key.strip():
+            raise BadInputError(f"--api-key-env: the environment variable {args.api_key_env} is empty")
+    elif _exposed(args.host):
+        raise BadInputError(f"--host {args.host or '(every interface)'}: serving beyond this machine needs "
+                            "--api-key-env VAR (a key clients must present); anyone on the network could use it")
+    pacing = _pace(args.pace)
     backend = make_backend(args.llm, tool_specs(registry), load_llm_config(config_dir(args.config)),
                            world=_world(args), registry=registry)
     try:
-        serve_forever(args.host, args.port, backend, pacing=_pace(args.pace), api_key=key)
+        serve_forever(args.host, args.port, backend, pacing=pacing, api_key=key)
     except OSError as error:
         raise BadInputError(f"cannot serve on {args.host}:{args.port}: {error.strerror or error}") from None
     return EXIT_INTERRUPTED

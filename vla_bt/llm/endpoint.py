@@ -882,8 +882,8 @@ class RealtimeEndpoint:
 
     @property
     def url(self) -> str:
-        """Base URL for clients, e.g. ``http://127.0.0.1:8765/v1``."""
-        return f"http://{self.host}:{self.port}/v1"
+        """Base URL for clients, e.g. ``http://127.0.0.1:8765/v1`` (``http://[::1]:8765/v1`` for IPv6)."""
+        return f"http://{url_host(self.host)}:{self.port}/v1"
 
     @property
     def last(self) -> RealtimeConnection:
@@ -1040,6 +1040,15 @@ class RealtimeEndpoint:
         self.stop()
 
 
+def url_host(host: str) -> str:
+    """``host`` as it is written in a URL: IPv6 addresses in brackets; every interface as this machine's loopback."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
 def serve_forever(host: str, port: int, backend: Backend, pacing: Pacing | None = None,
                   api_key: str | None = None) -> None:
     """Serve the Realtime protocol until interrupted (``vla-bt serve-realtime``).
@@ -1054,8 +1063,9 @@ def serve_forever(host: str, port: int, backend: Backend, pacing: Pacing | None 
     endpoint = RealtimeEndpoint(backend, host=host, port=port, api_key=api_key, pacing=pacing)
 
     def ready(bound: int) -> None:
-        print(f"Realtime endpoint (GA protocol) on ws://{host}:{bound}/v1/realtime — "
-              f"set OPENAI_BASE_URL=http://{host}:{bound}/v1", file=sys.stderr, flush=True)
+        where = url_host(host)
+        print(f"Realtime endpoint (GA protocol) on ws://{where}:{bound}/v1/realtime — "
+              f"set OPENAI_BASE_URL=http://{where}:{bound}/v1", file=sys.stderr, flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(endpoint.serve(ready))
