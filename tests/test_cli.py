@@ -585,3 +585,11 @@ def test_schema_to_stdout_matches_file(tree_schema: dict) -> None:
     result = run_cli("schema")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == tree_schema
+
+
+def test_control_characters_from_users_or_models_never_reach_the_terminal() -> None:
+    """Regression: an escape sequence said (or written by a model) was echoed raw: it could retitle the terminal."""
+    result = run_cli("run", "trees/hello.yaml", "--say", "hi\x1b]0;PWNED\x07 there")
+    assert result.returncode == 0, result.stderr
+    assert "\x1b]0;" not in result.stdout and "\x07" not in result.stdout
+    assert "you: hi\ufffd]0;PWNED\ufffd there" in result.stdout

@@ -238,7 +238,7 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     from vla_bt.guards.estop import EStop
     from vla_bt.guards.validation import load_safety_policy
     from vla_bt.speech import ConsoleUtterances, ScriptedUtterances
-    from vla_bt.viz.console import ConsoleView
+    from vla_bt.viz.console import ConsoleView, shown
 
     loaded = TreeLoader(registry).load(_existing(args.tree))
     world = _world(args)
@@ -311,7 +311,7 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
         style = {"SUCCESS": "green", "FAILURE": "red"}.get(result.status, "yellow")
         for command in result.commands:
             out.print(f"[dim]command[/] {escape(command['skill'])} {escape(json.dumps(command['args']))}")
-        out.print(f"[bold {style}]{result.status}[/] {escape(result.reason)} "
+        out.print(f"[bold {style}]{result.status}[/] {shown(result.reason)} "
                   f"[dim]({result.ticks} ticks, {result.seconds:.2f} s)[/]")
     return result.exit_code
 

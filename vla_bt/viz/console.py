@@ -7,6 +7,7 @@ node's status or message changes; in a pipe it prints one line per change.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import py_trees
@@ -26,14 +27,24 @@ STYLE = {
 }
 
 
+def shown(text: str) -> str:
+    """``text`` safe to put in rich markup on a terminal: markup escaped, control characters as ``�``.
+
+    What is shown comes from users and models; an escape sequence in it would
+    otherwise reach the terminal (retitle it, move the cursor, hide lines).
+    """
+    return escape("".join("\ufffd" if unicodedata.category(ch) == "Cc" and ch not in "\n\t" else ch
+                          for ch in str(text)))
+
+
 def _label(node: py_trees.behaviour.Behaviour) -> str:
     icon, style = STYLE[node.status]
     kind = type(node).__name__
-    text = f"[{style}]{icon} {escape(node.name)}[/]"
+    text = f"[{style}]{icon} {shown(node.name)}[/]"
     if kind != node.name:
         text += f" [dim]{kind}[/]"
     if node.feedback_message:
-        text += f" [italic]{escape(node.feedback_message)}[/]"
+        text += f" [italic]{shown(node.feedback_message)}[/]"
     return text
 
 
@@ -105,6 +116,6 @@ class ConsoleView:
         start = next((i + 1 for i in range(len(history) - 1, -1, -1) if history[i] == self._last_turn), 0)
         for turn in history[start:]:
             who = "[bold cyan]you[/]" if turn["role"] == "user" else "[bold magenta]robot[/]"
-            self.console.print(f"{who}: {escape(turn['text'])}", highlight=False)
+            self.console.print(f"{who}: {shown(turn['text'])}", highlight=False)
         if history:
             self._last_turn = history[-1]
