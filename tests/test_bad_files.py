@@ -253,3 +253,16 @@ def test_a_file_past_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
     with pytest.raises(TreeError) as error:
         read_located(big)
     assert [str(d) for d in error.value.diagnostics] == [f"{big}:1:1: file too large (more than 8 MiB)"]
+
+
+def test_model_settings_name_the_expected_type_and_refuse_impossible_numbers(tmp_path: Path) -> None:
+    """Regression: 'realtime.model has the wrong type' said not which, and a negative timeout or a NaN pace passed."""
+    (tmp_path / "llm.yaml").write_text("realtime: {model: 5, timeout_s: -1}\nlocal: {first_token_s: .nan, "
+                                       "tokens_per_s: 0}\n")
+    result = run_cli("--config", str(tmp_path), "run", ASSISTANT, "--say", "hi", "--world", "config/world.yaml")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    where = tmp_path / "llm.yaml"
+    assert result.stderr.splitlines() == [
+        f"{where}:1:19: 'realtime.model' must be a string, got 5",
+        f"{where}:1:33: 'realtime.timeout_s' must be a positive number, got -1",
+        f"{where}:2:24: 'local.first_token_s' must be 0 or more, got nan"]  # a rate of 0 (unpaced) is fine

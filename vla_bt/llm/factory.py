@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,12 +53,21 @@ def load_llm_config(directory: Path | None) -> LlmConfig:
                 errors.append(Diagnostic(values.key_at(key), f"unknown key '{key}' in '{section}' "
                                                              f"(expected {', '.join(SECTIONS[section])})"))
             elif not isinstance(value, kind) or isinstance(value, bool):
-                errors.append(Diagnostic(values.at(key), f"'{section}.{key}' has the wrong type"))
+                expected = "a string" if kind is str else "a number"
+                errors.append(Diagnostic(values.at(key), f"'{section}.{key}' must be {expected}, got {value!r}"))
+            elif kind is not str and not _allowed_number(section, value):
+                least = "0 or more" if section == "local" else "a positive number"
+                errors.append(Diagnostic(values.at(key), f"'{section}.{key}' must be {least}, got {value!r}"))
             else:
                 getattr(config, section)[key] = value
     if errors:
         raise TreeError(errors)
     return config
+
+
+def _allowed_number(section: str, value: float) -> bool:
+    """Finite and positive; the local pace may also be 0 (no delay, no rate limit)."""
+    return math.isfinite(value) and (value > 0 or (section == "local" and value == 0))
 
 
 def make_backend(choice: str, tools: list[ToolSpec], config: LlmConfig, world: Any = None,
