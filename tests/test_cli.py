@@ -593,3 +593,16 @@ def test_control_characters_from_users_or_models_never_reach_the_terminal() -> N
     assert result.returncode == 0, result.stderr
     assert "\x1b]0;" not in result.stdout and "\x07" not in result.stdout
     assert "you: hi\ufffd]0;PWNED\ufffd there" in result.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "trees/hello.yaml", "--say", "hi", "--swap", "wait"], "--swap: only with --watch"),
+    (["run", "trees/hello.yaml", "--say", "hi", "--viewer-token", "t"], "--viewer-token: only with --viewer"),
+    (["run", "trees/hello.yaml", "--say", "  "], "--say: an utterance cannot be empty"),
+    (["nodes", "--json", "--markdown"], "argument --markdown: not allowed with argument --json"),
+], ids=["swap-without-watch", "token-without-viewer", "empty-say", "two-formats"])
+def test_options_that_would_be_ignored_are_refused(args: list[str], message: str) -> None:
+    """Regression: each of these was accepted and silently ignored (or gave an empty user turn)."""
+    result = run_cli(*args)
+    assert result.returncode == 2 and message in result.stderr
+    assert_no_traceback(result)

@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "(or set VLA_BT_VIEWER_TOKEN)")
     run.add_argument("--watch", action="store_true",
                      help="hot reload: when the tree file changes, swap the changed parts of the running tree")
-    run.add_argument("--swap", choices=["stop", "wait"], default="stop",
+    run.add_argument("--swap", choices=["stop", "wait"], default=None,
                      help="with --watch: stop a running part before swapping it (default), or wait until it is idle")
 
     validate = command("validate", "Check trees; exit 0 when all are valid, 1 otherwise.")
@@ -138,8 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also draw the blackboard keys each node reads and writes")
 
     nodes = command("nodes", "List every registered node type with its parameters.")
-    nodes.add_argument("--json", action="store_true", help="machine-readable output")
-    nodes.add_argument("--markdown", action="store_true", help="the node reference as Markdown")
+    output = nodes.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="machine-readable output")
+    output.add_argument("--markdown", action="store_true", help="the node reference as Markdown")
 
     serve = command("serve-realtime", "Serve the OpenAI Realtime protocol (GA) locally, answered by an embedded "
                                       "backend, for offline runs, tests and benchmarks.")
@@ -232,6 +233,16 @@ def _microphone(args: argparse.Namespace, registry: Registry, world: Any, sessio
         raise BadInputError(f"--microphone: {error}") from None
 
 
+def _refuse_idle_options(args: argparse.Namespace) -> None:
+    """Options that would be ignored as given: said, rather than silently dropped."""
+    if args.swap is not None and not args.watch:
+        raise BadInputError("--swap: only with --watch (it says how a changed tree is swapped in)")
+    if args.viewer_token is not None and args.viewer is None:
+        raise BadInputError("--viewer-token: only with --viewer")
+    if any(not text.strip() for text in args.say or ()):
+        raise BadInputError("--say: an utterance cannot be empty (e.g. --say 'go to the kitchen')")
+
+
 def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     from vla_bt.app import assemble, make_robot, needs_model
     from vla_bt.guards.audit import AuditLog
@@ -240,6 +251,7 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     from vla_bt.speech import ConsoleUtterances, ScriptedUtterances
     from vla_bt.viz.console import ConsoleView, shown
 
+    _refuse_idle_options(args)
     loaded = TreeLoader(registry).load(_existing(args.tree))
     world = _world(args)
     session = _model_session(args, registry, world) if needs_model(loaded) else None
@@ -340,13 +352,15 @@ def _attach_tools(args: argparse.Namespace, run: Any, registry: Registry) -> tup
     if args.watch:
         from vla_bt.tree.reload import attach_watcher
 
-        attach_watcher(run, TreeLoader(registry), args.tree, args.swap)
+        attach_watcher(run, TreeLoader(registry), args.tree, args.swap or "stop")
     return recorder, viewer
 
 
 def cmd_replay(args: argparse.Namespace, registry: Registry) -> int:
     from vla_bt.viz.replay import replay_command
 
+    if args.viewer_token is not None and args.viewer is None:
+        raise BadInputError("--viewer-token: only with --viewer")
     return replay_command(args)
 
 
