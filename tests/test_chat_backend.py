@@ -516,3 +516,27 @@ def test_preempting_ask_closes_the_http_stream() -> None:
             session.close()
     assert server.exchanges[0].frames_sent < len(list(tokens(text)))
     assert [t["role"] for t in keys.read(keys.DIALOGUE_HISTORY)] == ["user"]
+
+
+def test_an_html_error_page_becomes_one_line_of_the_reason() -> None:
+    """Regression: a server answering HTTP 501 with an HTML page put ~40 lines of markup in the failure reason."""
+    import importlib.util
+
+    # the HTTP client the SDK is built on: httpx2 in the SDK versions installed here, httpx before them
+    httpx = importlib.import_module(next(n for n in ("httpx2", "httpx") if importlib.util.find_spec(n)))
+
+    page = ("<html><head><title>501 Not Implemented</title></head><body><h1>Not Implemented</h1>"
+            + "<p>The server does not support the action requested.</p>\n" * 20 + "</body></html>")
+    response = httpx.Response(501, request=httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions"))
+    error = openai.APIStatusError(f"Error code: 501 - {page}", response=response, body=page)
+    code, reason = ChatBackend("m", base_url="http://127.0.0.1:9/v1")._describe(error, streaming=False)
+    assert (code, reason) == ("server_error", "http://127.0.0.1:9/v1 answered HTTP 501: 501 Not Implemented")
+
+
+def test_a_base_url_that_is_no_url_is_bad_input() -> None:
+    from tests.helpers.cli import cli_env, run_cli
+
+    result = run_cli("run", "trees/assistant.yaml", "--llm", "chat", "--say", "hi",
+                     env=cli_env(OPENAI_BASE_URL="notaurl", OPENAI_API_KEY="k"))
+    assert result.returncode == 2
+    assert "OPENAI_BASE_URL: 'notaurl' is not an http(s) URL" in result.stderr and "Traceback" not in result.stderr

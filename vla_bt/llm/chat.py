@@ -37,6 +37,7 @@ get a placeholder. The key never appears in an event, a message or a log.
 from __future__ import annotations
 
 import base64
+import html
 import os
 import re
 import urllib.parse
@@ -518,10 +519,20 @@ def _server_message(exc: openai.APIError) -> str:
         if isinstance(message, Mapping):
             message = message.get("message")
         if message:
-            return str(message)[:300]
+            return _one_line(str(message))
     if isinstance(body, str) and body.strip():
-        return body.strip()[:300]
-    return exc.message[:300]
+        return _one_line(body)
+    return _one_line(exc.message)
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """A server's words fit for one line of a failure reason: an HTML error page becomes its title or text."""
+    if re.search(r"<(html|body|head|title|h1)\b", text, re.IGNORECASE):
+        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        text = title.group(1) if title else re.sub(r"<[^>]*>", " ", text)
+        text = html.unescape(text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:

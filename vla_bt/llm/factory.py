@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,15 @@ def load_llm_config(directory: Path | None) -> LlmConfig:
     return config
 
 
+def _check_base_url(url: str | None) -> None:
+    """Refuse an ``OPENAI_BASE_URL`` that is no http(s) URL, before anything tries to reach it."""
+    if not url:
+        return
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise BackendError(f"OPENAI_BASE_URL: {url!r} is not an http(s) URL (e.g. http://127.0.0.1:8765/v1)")
+
+
 def _allowed_number(section: str, value: float) -> bool:
     """Finite and positive; the local pace may also be 0 (no delay, no rate limit)."""
     return math.isfinite(value) and (value > 0 or (section == "local" and value == 0))
@@ -106,6 +117,7 @@ def make_backend(choice: str, tools: list[ToolSpec], config: LlmConfig, world: A
         except ImportError as exc:
             raise BackendError(f"--llm {choice} needs the 'realtime' extra: pip install 'vla-bt[realtime]' "
                                f"({exc})") from None
+        _check_base_url(os.environ.get("OPENAI_BASE_URL"))
         settings = getattr(config, choice)
         return Chosen(model=settings["model"], timeout=float(settings["timeout_s"]))
     raise BackendError(f"unknown --llm '{choice}' (expected one of {', '.join(CHOICES)})")
