@@ -363,7 +363,7 @@ class ParseIntent(SceneAware):
             problems = sorted(jsonschema.Draft202012Validator(dict(tool.parameters)).iter_errors(args), key=str)
             if problems:
                 where = "/".join(str(p) for p in problems[0].absolute_path)
-                raise RefusedError(f"arguments {where + ': ' if where else ''}{problems[0].message}")
+                raise RefusedError(f"arguments{' at ' + where if where else ''}: {problems[0].message}")
             step = self._step(name, self._ground(name, args))
             if self._unseen is not None:
                 step["search"] = self._unseen[0]  # type: ignore[typeddict-unknown-key]
