@@ -1474,3 +1474,13 @@ def test_a_composite_without_children_is_refused(tmp_path):
     diagnostic = only(refused(path))
     assert diagnostic.mark == at(path, "[]")
     assert diagnostic.message == "'children' of composite 'Selector' is empty: give it at least one node"
+
+
+def test_a_number_yaml_reads_as_text_gets_a_hint_how_to_write_it(tmp_path):
+    """Regression: `timeout: 1e3` (text in YAML 1.1) was refused with no word on why it is not a number."""
+    path = write(tmp_path, "x.yaml", """
+        version: 1
+        root: {type: Ask, timeout: 1e3}
+    """)
+    assert only(refused(path)).message == ("parameter 'timeout' of Ask: expected number, got string '1e3' "
+                                           "(YAML reads 1e3 as text: write 1.0e+03)")

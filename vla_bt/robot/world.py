@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vla_bt.tree.diagnostics import Diagnostic, Mark, TreeError, did_you_mean
+from vla_bt.tree.diagnostics import Diagnostic, Mark, TreeError, did_you_mean, number_as_text_hint
 from vla_bt.tree.yamlsrc import LList, LMap, read_located, schema_diagnostics
 
 Pose = tuple[float, float, float]
@@ -182,7 +182,7 @@ def load_world(path: str | os.PathLike[str]) -> World:
 
 def _schema_message(error: Any) -> str:
     if error.validator == "type":
-        return f"expected {error.validator_value}, got {error.instance!r}"
+        return f"expected {error.validator_value}, got {error.instance!r}{number_as_text_hint(error.instance)}"
     return str(error.message)
 
 

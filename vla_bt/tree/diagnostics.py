@@ -98,3 +98,18 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
         score_cutoff=0.5,
     )
     return f" (did you mean '{best[2]}'?)" if best else ""
+
+
+def number_as_text_hint(value: object) -> str:
+    """A hint when a value meant as a number was read as text: YAML 1.1 reads ``1e300`` as a string.
+
+    Returns:
+        ``" (YAML reads 1e300 as text: write 1.0e+300)"``, or ``""`` when ``value`` is no such text
+    """
+    if not isinstance(value, str):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    return f" (YAML reads {value} as text: write {number:.1e})" if "e" in value.lower() else ""

@@ -18,6 +18,8 @@ from typing import Any
 import jsonschema
 import py_trees
 
+from vla_bt.tree.diagnostics import number_as_text_hint
+
 
 class _Required:
     def __repr__(self) -> str:
@@ -104,7 +106,8 @@ def _friendly(error: jsonschema.ValidationError) -> str:
     if error.validator == "type":
         if _not_finite(error.instance):
             return f"expected {describe_schema(error.schema)}, got {error.instance!r} (numbers must be finite)"
-        return f"expected {describe_schema(error.schema)}, got {_yaml_kind(error.instance)} {error.instance!r}"
+        return (f"expected {describe_schema(error.schema)}, got {_yaml_kind(error.instance)} {error.instance!r}"
+                f"{number_as_text_hint(error.instance)}")
     return error.message
 
 
