@@ -44,7 +44,9 @@ def test_a_broken_session_file_is_bad_input_and_left_untouched(tmp_path: Path) -
     result = run_cli("run", "trees/hello.yaml", "--say", "hi", "--session", str(session), timeout=120)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert f"{session}:1:1: cannot read the session" in result.stderr
+    # where the JSON breaks, not the file's start
+    assert f"{session}:1:2: cannot read the session: Expecting property name enclosed in double quotes" \
+        in result.stderr
     assert session.read_text() == "{not json"
 
 
@@ -67,3 +69,15 @@ def test_a_file_that_is_not_a_session_is_refused(tmp_path: Path, content: str) -
     path.write_text(content)
     with pytest.raises(TreeError, match="not a session file"):
         SessionFile(path).load()
+
+
+def test_keys_the_session_does_not_own_are_written_back(tmp_path: Path) -> None:
+    """Regression: a key another tool keeps in the session file (a note, an operator's name) was dropped."""
+    session = tmp_path / "session.json"
+    session.write_text(json.dumps({"operator": "sam", "history": [{"role": "user", "text": "hi", "t": 1.0}]}))
+    saved = SessionFile(session)
+    saved.load()
+    keys.append_turn(saved.blackboard, "robot", "Hello.")
+    saved.save()
+    data = json.loads(session.read_text())
+    assert data["operator"] == "sam" and [t["text"] for t in data["history"]] == ["hi", "Hello."]

@@ -36,6 +36,7 @@ class SessionFile:
         for key in PERSISTED:
             self.blackboard.register_key(key, access=py_trees.common.Access.WRITE)
         self._saved: Any = None
+        self._kept: dict[str, Any] = {}  # keys of the file this class does not own, written back as they were
 
     def load(self) -> None:
         """Put the saved dialogue on the blackboard (nothing if the file does not exist yet).
@@ -52,7 +53,8 @@ class SessionFile:
             with nesting_guard(str(self.path)):
                 data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise TreeError([Diagnostic(Mark(str(self.path), 1, 1), f"cannot read the session: {exc}")]) from None
+            raise TreeError([Diagnostic(Mark(str(self.path), exc.lineno, exc.colno),
+                                        f"cannot read the session: {exc.msg}")]) from None
         history = data.get("history") if isinstance(data, dict) else None
         if not isinstance(history, list) or not all(
                 isinstance(t, dict) and t.get("role") in ("user", "robot") and isinstance(t.get("text"), str)
@@ -62,6 +64,7 @@ class SessionFile:
         self.blackboard.set(keys.DIALOGUE_HISTORY, history[-keys.HISTORY_LIMIT:])
         if isinstance(data.get("context"), dict):
             self.blackboard.set(keys.DIALOGUE_CONTEXT, data["context"])
+        self._kept = {k: v for k, v in data.items() if k not in ("history", "context")}
         self._saved = self._state()
 
     def _state(self) -> dict[str, Any]:
@@ -77,7 +80,7 @@ class SessionFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".session-", suffix=".json")
         with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(state, out, indent=1)
+            json.dump({**self._kept, **state}, out, indent=1)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, self.path)
