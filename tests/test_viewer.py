@@ -37,6 +37,7 @@ from vla_bt.guards.audit import AuditLog
 from vla_bt.llm.scripted import PlannedCall, PlannedResponse, ScriptedBackend
 from vla_bt.llm.session import ModelSession
 from vla_bt.llm.tools import tool_specs
+from vla_bt.net import is_loopback
 from vla_bt.perception.imageio import annotate, decode_png
 from vla_bt.robot.sim import SimRobot
 from vla_bt.robot.world import load_world
@@ -45,7 +46,7 @@ from vla_bt.tree.loader import TreeLoader
 from vla_bt.tree.registry import Registry
 from vla_bt.viz.record import attach_recorder, statuses_by_path, tree_statuses
 from vla_bt.viz.replay import load_recording, serve_replay
-from vla_bt.viz.web import TOKEN_ENV, Viewer, ViewerError, attach_viewer, is_loopback, parse_address
+from vla_bt.viz.web import TOKEN_ENV, Viewer, ViewerError, attach_viewer, parse_address
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -491,24 +491,11 @@ MAX_FIRST_TOKEN_S, MIN_TOKEN_RATE, MAX_TOKEN_RATE = 60.0, 0.1, 100_000.0
 """Paces a client could wait for: beyond them a response would never seem to come."""
 
 
-def _exposed(host: str) -> bool:
-    """Whether serving on ``host`` reaches beyond this machine."""
-    import ipaddress
-
-    if host == "localhost":
-        return False
-    try:
-        return not ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return True  # every interface (""), or a name that may resolve anywhere
-
-
 def cmd_serve_realtime(args: argparse.Namespace, registry: Registry) -> int:
-    import os
-
     from vla_bt.llm.endpoint import serve_forever
     from vla_bt.llm.factory import load_llm_config, make_backend
     from vla_bt.llm.tools import tool_specs
+    from vla_bt.net import is_loopback
 
     if args.llm not in ("local",) and not args.llm.startswith("scripted:"):
         raise BadInputError("serve-realtime answers with an embedded backend: --llm local or scripted:FILE")
@@ -521,7 +508,7 @@ def cmd_serve_realtime(args: argparse.Namespace, registry: Registry) -> int:
             raise BadInputError(f"--api-key-env: the environment variable {args.api_key_env} is not set")
         if not key.strip():
             raise BadInputError(f"--api-key-env: the environment variable {args.api_key_env} is empty")
-    elif _exposed(args.host):
+    elif not is_loopback(args.host):
         raise BadInputError(f"--host {args.host or '(every interface)'}: serving beyond this machine needs "
                             "--api-key-env VAR (a key clients must present); anyone on the network could use it")
     pacing = _pace(args.pace)

@@ -68,6 +68,8 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from vla_bt.net import url_host
+
 from .backend import Backend, ToolResult, ToolSpec, TurnRequest
 from .events import ResponseDone, StreamError, TextDelta, ToolCallDelta, ToolCallDone, ToolCallStarted
 from .pacing import Pacing, tokens
@@ -1038,15 +1040,6 @@ class RealtimeEndpoint:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def url_host(host: str) -> str:
-    """``host`` as it is written in a URL: IPv6 addresses in brackets; every interface as this machine's loopback."""
-    if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
 
 
 def serve_forever(host: str, port: int, backend: Backend, pacing: Pacing | None = None,

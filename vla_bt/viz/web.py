@@ -38,7 +38,6 @@ import asyncio
 import collections
 import email.utils
 import hmac
-import ipaddress
 import logging
 import os
 import shutil
@@ -56,6 +55,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from vla_bt.llm.bridge import AsyncBridge
+from vla_bt.net import is_loopback, url_host
 
 from .record import (
     Snapshotter,
@@ -118,17 +118,6 @@ def parse_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]
     if not 0 <= port <= 65535:
         raise ViewerError(f"--viewer: {port} is not a TCP port (0-65535)")
     return host or default_host, port
-
-
-def is_loopback(host: str) -> bool:
-    """Whether a host name or address only reaches this machine."""
-    host = host.strip("[]").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def render_svg(dot: str | None, timeout: float = 30.0) -> str | None:
@@ -274,12 +263,7 @@ class Viewer:
     @property
     def url(self) -> str:
         """The page's address (with the token)."""
-        host = self.host
-        if host in ("0.0.0.0", "::", ""):
-            host = "127.0.0.1"
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
+        return f"http://{url_host(self.host)}:{self.port}/" + (f"?token={self.token}" if self.token else "")
 
     @property
     def clients(self) -> int:
