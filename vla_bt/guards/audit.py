@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import stat
 import threading
 import time
 from pathlib import Path
@@ -67,10 +68,7 @@ class AuditLog:
         self._lock = threading.Lock()
         self._file: TextIO | None = None
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a", encoding="utf-8")
-            if _ends_mid_line(self.path):
-                self._file.write("\n")  # a record cut short before must not swallow the first new one
+            self._file = open_for_append(self.path)
 
     def write(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Record one event; the line is on disk when this returns."""
@@ -97,13 +95,27 @@ class AuditLog:
                 self._file = None
 
 
-def _ends_mid_line(path: Path) -> bool:
-    """Whether a file's last byte is something other than a newline (an interrupted last line)."""
+def open_for_append(path: Path) -> TextIO:
+    """A JSON Lines file opened to append to (created with its folders), its next record on a line of its own.
+
+    A run killed while writing leaves a last line cut short; the first new
+    record starts on a new line instead of being glued to it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    file = path.open("a", encoding="utf-8")
+    if _ends_inside_a_line(path, file):
+        file.write("\n")
+    return file
+
+
+def _ends_inside_a_line(path: Path, file: TextIO) -> bool:
+    """Whether the regular file being appended to is not empty and its last byte is not a newline."""
     try:
-        with path.open("rb") as file:
-            if file.seek(0, os.SEEK_END) == 0:
-                return False
-            file.seek(-1, os.SEEK_END)
-            return file.read(1) != b"\n"
-    except OSError:
-        return False  # not seekable (a pipe, a device): nothing to mend
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+            return False
+        with path.open("rb") as existing:
+            existing.seek(info.st_size - 1)
+            return existing.read(1) != b"\n"
+    except OSError:  # unreadable (write-only) files are appended to as they are
+        return False

@@ -37,7 +37,6 @@ import functools
 import json
 import math
 import os
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -47,7 +46,7 @@ from typing import Any, TextIO
 import py_trees
 
 from vla_bt import blackboard as keys
-from vla_bt.guards.audit import AuditLog, redact
+from vla_bt.guards.audit import AuditLog, open_for_append, redact
 
 RECORD_FORMAT = "vla-bt-recording"
 RECORD_VERSION = 1
@@ -429,10 +428,7 @@ class Recorder:
         self.snapshotter = snapshotter
         self.lines = 0
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: TextIO | None = self.path.open("a", encoding="utf-8")
-        if _ends_inside_a_line(self.path, self._file):  # e.g. a run killed mid-line: its last line stays apart
-            self._file.write("\n")
+        self._file: TextIO | None = open_for_append(self.path)
         self.write(first)
 
     def write(self, record: dict[str, Any]) -> None:
@@ -477,19 +473,6 @@ class Recorder:
             if self._file is not None:
                 self._file.close()
                 self._file = None
-
-
-def _ends_inside_a_line(path: Path, file: TextIO) -> bool:
-    """Whether the regular file being appended to is not empty and its last byte is not a newline."""
-    try:
-        info = os.fstat(file.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
-            return False
-        with path.open("rb") as existing:
-            existing.seek(info.st_size - 1)
-            return existing.read(1) != b"\n"
-    except OSError:  # unreadable (write-only) files are appended to as they are
-        return False
 
 
 def attach_recorder(run: Any, path: str | os.PathLike[str]) -> Recorder:
