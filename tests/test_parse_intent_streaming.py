@@ -11,6 +11,7 @@ second step is made.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,10 +43,16 @@ from vla_bt.robot.world import World, load_world
 from vla_bt.speech import ScriptedUtterances
 from vla_bt.tree.registry import Registry
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # tests.test_words_to_action, as the other tests import it
+    sys.path.insert(0, str(ROOT))
+
+from tests.test_words_to_action import rig  # noqa: E402
+
 pytestmark = pytest.mark.timeout(60)
 Status = py_trees.common.Status
 
-CONFIG_WORLD = Path(__file__).resolve().parents[1] / "config" / "world.yaml"
+CONFIG_WORLD = ROOT / "config" / "world.yaml"
 KITCHEN = '{"target": "kitchen"}'
 RED_CUP = '{"object": "red cup"}'
 
@@ -144,20 +151,15 @@ def parse_only() -> Feed:
 
 def parse_and_execute() -> Feed:
     """ParseIntent and ExecutePlan under a Parallel, as in the shipped trees, on the simulator."""
-    world = load_world(CONFIG_WORLD)
-    now = [0.0]
-    sim = SimRobot(world, clock=lambda: now[0])
-    sim.setup()
-    audit = AuditLog()
-    gate = CommandGate(sim, audit)
+    bench = rig(CONFIG_WORLD)  # the simulator with a clock the test moves
     registry = Registry.default()
     root = py_trees.composites.Parallel("Plan", policy=py_trees.common.ParallelPolicy.SuccessOnAll(),
                                         children=[ParseIntent(), ExecutePlan()])
     tree = py_trees.trees.BehaviourTree(root)
-    tree.add_pre_tick_handler(RobotPublisher(gate).pre_tick)
-    tree.setup(timeout=5, llm=session(registry), registry=registry, robot=gate, world=world, audit=audit,
-               utterances=ScriptedUtterances([]))
-    return Feed(tree, audit, writer(), sim, gate, now)
+    tree.add_pre_tick_handler(RobotPublisher(bench.gate).pre_tick)
+    tree.setup(timeout=5, llm=session(registry), registry=registry, robot=bench.gate, world=bench.world,
+               audit=bench.audit, utterances=ScriptedUtterances([]))
+    return Feed(tree, bench.audit, writer(), bench.sim, bench.gate, bench.now)
 
 
 # -- acting at the completing delta ---------------------------------------------------------------
